@@ -1,0 +1,134 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/utils/ptr"
+
+	"skiff/internal/storage"
+)
+
+// SystemNamespaces exist from the start, as in Kubernetes.
+var SystemNamespaces = []string{"default", "kube-system", "kube-public", "kube-node-lease"}
+
+// bootstrap creates the namespaces and the default/kubernetes service that
+// every cluster has, and points the service's endpoints at this server.
+func (s *Server) bootstrap(ctx context.Context) error {
+	for _, ns := range SystemNamespaces {
+		if err := s.ensure(ctx, "", "v1", "namespaces", &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return err
+		}
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default",
+			Labels: map[string]string{"component": "apiserver", "provider": "kubernetes"}},
+		Spec: corev1.ServiceSpec{
+			ClusterIP: s.ips.FirstIP().String(),
+			Ports:     []corev1.ServicePort{{Name: "https", Port: 443, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(int32(s.port()))}},
+		},
+	}
+	if err := s.ensure(ctx, "", "v1", "services", svc); err != nil {
+		return err
+	}
+	ip := s.cfg.AdvertiseIP
+	if ip == nil {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	ep := &corev1.Endpoints{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default",
+			Labels: map[string]string{"endpointslice.kubernetes.io/skip-mirror": "true"}},
+		Subsets: []corev1.EndpointSubset{{
+			Addresses: []corev1.EndpointAddress{{IP: ip.String()}},
+			Ports:     []corev1.EndpointPort{{Name: "https", Port: int32(s.port()), Protocol: corev1.ProtocolTCP}},
+		}},
+	}
+	if err := s.ensureSpec(ctx, "", "v1", "endpoints", ep, func(cur runtime.Object) runtime.Object {
+		e := cur.(*corev1.Endpoints)
+		e.Subsets = ep.Subsets
+		return e
+	}); err != nil {
+		return err
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default",
+			Labels: map[string]string{discoveryv1.LabelServiceName: "kubernetes", discoveryv1.LabelManagedBy: "skiff-apiserver"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(int32(s.port())), Protocol: ptr.To(corev1.ProtocolTCP)}},
+	}
+	return s.ensureSpec(ctx, "discovery.k8s.io", "v1", "endpointslices", slice, func(cur runtime.Object) runtime.Object {
+		e := cur.(*discoveryv1.EndpointSlice)
+		e.Endpoints, e.Ports = slice.Endpoints, slice.Ports
+		return e
+	})
+}
+
+func (s *Server) port() int {
+	if s.cfg.Listener != nil {
+		if a, ok := s.cfg.Listener.Addr().(*net.TCPAddr); ok {
+			return a.Port
+		}
+	}
+	return s.cfg.Port
+}
+
+func (s *Server) ensure(ctx context.Context, group, version, resource string, obj runtime.Object) error {
+	return s.ensureSpec(ctx, group, version, resource, obj, nil)
+}
+
+// ensureSpec creates obj through admission if absent; if present and
+// update is set, it rewrites the stored object with update.
+func (s *Server) ensureSpec(ctx context.Context, group, version, resource string, obj runtime.Object, update func(runtime.Object) runtime.Object) error {
+	res, ok := s.reg.Lookup(group, version, resource)
+	if !ok {
+		return fmt.Errorf("no resource %s", resource)
+	}
+	obj.GetObjectKind().SetGroupVersionKind(res.GVK())
+	m, _ := meta.Accessor(obj)
+	k := key(res, m.GetNamespace(), m.GetName())
+	if _, err := s.store.Get(ctx, k); err == nil {
+		if update == nil {
+			return nil
+		}
+		_, err := s.store.GuaranteedUpdate(ctx, k, func(cur runtime.Object) (runtime.Object, error) {
+			next := update(cur.DeepCopyObject())
+			if same, _ := equalEncoded(next, cur); same {
+				return nil, nil
+			}
+			return next, nil
+		})
+		return err
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	m.SetUID(types.UID(uuid.NewUUID()))
+	m.SetCreationTimestamp(metav1.Now())
+	res.PrepareForCreate(obj)
+	res.Default(obj)
+	if errs := res.Validate(obj); len(errs) > 0 {
+		return fmt.Errorf("%s %s: %v", res.Kind, m.GetName(), errs.ToAggregate())
+	}
+	release, err := s.allocateOnCreate(ctx, obj, false)
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.Create(ctx, k, obj); err != nil {
+		release()
+		if errors.Is(err, storage.ErrExists) {
+			return nil
+		}
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,255 @@
+package apiserver
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/yaml"
+
+	"skiff/internal/registry"
+)
+
+// request is one call on a resource.
+type request struct {
+	s   *Server
+	w   http.ResponseWriter
+	r   *http.Request
+	ri  requestInfo
+	res *registry.Resource
+}
+
+func (q *request) fail(err error) { writeError(q.w, q.s.log, err) }
+
+func (q *request) serve() {
+	switch q.ri.subresource {
+	case "":
+	case "status":
+		switch q.ri.verb {
+		case "get":
+			q.get()
+		case "update", "patch":
+			q.update()
+		default:
+			q.fail(apierrors.NewMethodNotSupported(q.res.GroupResource(), q.r.Method))
+		}
+		return
+	case "scale":
+		q.scale()
+		return
+	case "binding":
+		q.bind()
+		return
+	case "eviction":
+		q.evict()
+		return
+	case "finalize":
+		q.finalizeNamespace()
+		return
+	}
+	switch q.ri.verb {
+	case "get":
+		q.get()
+	case "list":
+		q.list()
+	case "watch":
+		q.watch()
+	case "create":
+		if q.ri.name != "" {
+			q.fail(apierrors.NewMethodNotSupported(q.res.GroupResource(), "create with a name in the path"))
+			return
+		}
+		q.create()
+	case "update", "patch":
+		q.update()
+	case "delete":
+		q.delete()
+	case "deletecollection":
+		q.deleteCollection()
+	}
+}
+
+// key is where an object of res lives in etcd. The core group has no group
+// segment: /registry/pods/default/web, /registry/apps/deployments/default/web.
+func key(res *registry.Resource, namespace, name string) string {
+	return prefix(res, namespace) + name
+}
+
+// prefix is the key prefix of res's objects in namespace ("" for all).
+func prefix(res *registry.Resource, namespace string) string {
+	p := path.Join("/registry", res.Group, res.Resource)
+	if res.Namespaced && namespace != "" {
+		p = path.Join(p, namespace)
+	}
+	return p + "/"
+}
+
+// Key is the etcd key of an object; other packages (tests, tools) use it.
+func Key(res *registry.Resource, namespace, name string) string { return key(res, namespace, name) }
+
+func badRequest(format string, args ...interface{}) error {
+	return apierrors.NewBadRequest(fmt.Sprintf(format, args...))
+}
+
+func unsupportedMediaType(ct string) error {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusUnsupportedMediaType,
+		Reason:  metav1.StatusReasonUnsupportedMediaType,
+		Message: fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got %q)", ct),
+	}}
+}
+
+// readBody reads the request body as JSON (YAML is converted).
+func (q *request) readBody() ([]byte, error) {
+	if q.r.Body == nil {
+		return nil, badRequest("the request has no body")
+	}
+	data, err := io.ReadAll(q.r.Body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("limit is %d", maxBodyBytes))
+		}
+		return nil, badRequest("read body: %v", err)
+	}
+	ct, _, _ := mime.ParseMediaType(q.r.Header.Get("Content-Type"))
+	switch ct {
+	case "", "application/json", "*/*":
+		return data, nil
+	case "application/yaml", "application/x-yaml", "text/yaml":
+		j, err := yaml.YAMLToJSON(data)
+		if err != nil {
+			return nil, badRequest("the body is not valid YAML: %v", err)
+		}
+		return j, nil
+	}
+	return nil, unsupportedMediaType(ct)
+}
+
+// decodeInto decodes JSON into a typed object of kind gvk, refusing another kind.
+func decodeInto(data []byte, into runtime.Object, gvk schema.GroupVersionKind) error {
+	if err := strictUnmarshal(data, into); err != nil {
+		return badRequest("the body of the request could not be decoded as %s: %v", gvk.Kind, err)
+	}
+	got := into.GetObjectKind().GroupVersionKind()
+	if got.Kind != "" && got.Kind != gvk.Kind || got.Version != "" && got.GroupVersion() != gvk.GroupVersion() {
+		return badRequest("the body of the request was a %s, but %s was expected", got.String(), gvk.String())
+	}
+	into.GetObjectKind().SetGroupVersionKind(gvk)
+	return nil
+}
+
+// decodeBody decodes the request body as an object of the resource's kind.
+func (q *request) decodeBody() (runtime.Object, error) {
+	data, err := q.readBody()
+	if err != nil {
+		return nil, err
+	}
+	obj := q.res.New()
+	if err := decodeInto(data, obj, q.res.GVK()); err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
+// selectors parses labelSelector and fieldSelector, checking field keys
+// against what the resource supports.
+func (q *request) selectors() (labels.Selector, fields.Selector, error) {
+	query := q.r.URL.Query()
+	ls, err := labels.Parse(query.Get("labelSelector"))
+	if err != nil {
+		return nil, nil, badRequest("unable to parse labelSelector: %v", err)
+	}
+	fs, err := fields.ParseSelector(query.Get("fieldSelector"))
+	if err != nil {
+		return nil, nil, badRequest("unable to parse fieldSelector: %v", err)
+	}
+	supported := q.res.Fields(q.res.New())
+	for _, req := range fs.Requirements() {
+		if _, ok := supported[req.Field]; !ok {
+			return nil, nil, badRequest("field label not supported: %s", req.Field)
+		}
+	}
+	return ls, fs, nil
+}
+
+// matcher returns whether an object passes the request's selectors.
+func (q *request) matcher() (func(runtime.Object) bool, error) {
+	ls, fs, err := q.selectors()
+	if err != nil {
+		return nil, err
+	}
+	return func(obj runtime.Object) bool {
+		m, err := meta.Accessor(obj)
+		if err != nil {
+			return false
+		}
+		if !ls.Empty() && !ls.Matches(labels.Set(m.GetLabels())) {
+			return false
+		}
+		return fs.Empty() || fs.Matches(q.res.Fields(obj))
+	}, nil
+}
+
+func (q *request) dryRun() bool { return len(q.r.URL.Query()["dryRun"]) > 0 }
+
+// deleteOptions reads DeleteOptions from the body or the query.
+func (q *request) deleteOptions() (*metav1.DeleteOptions, error) {
+	opts := &metav1.DeleteOptions{}
+	if q.r.Body != nil && q.r.ContentLength != 0 {
+		data, err := q.readBody()
+		if err != nil {
+			return nil, err
+		}
+		if len(strings.TrimSpace(string(data))) > 0 {
+			if err := strictUnmarshal(data, opts); err != nil {
+				return nil, badRequest("the body of the request could not be decoded as DeleteOptions: %v", err)
+			}
+		}
+	}
+	query := q.r.URL.Query()
+	if v := query.Get("gracePeriodSeconds"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, badRequest("gracePeriodSeconds: %v", err)
+		}
+		opts.GracePeriodSeconds = &n
+	}
+	if v := query.Get("propagationPolicy"); v != "" {
+		p := metav1.DeletionPropagation(v)
+		opts.PropagationPolicy = &p
+	}
+	if len(query["dryRun"]) > 0 {
+		opts.DryRun = query["dryRun"]
+	}
+	if p := opts.PropagationPolicy; p != nil {
+		switch *p {
+		case metav1.DeletePropagationBackground, metav1.DeletePropagationForeground, metav1.DeletePropagationOrphan:
+		default:
+			return nil, apierrors.NewInvalid(schema.GroupKind{Kind: "DeleteOptions"}, "",
+				field.ErrorList{field.NotSupported(field.NewPath("propagationPolicy"), string(*p), []string{"Background", "Foreground", "Orphan"})})
+		}
+	}
+	return opts, nil
+}
+
+func invalid(res *registry.Resource, name string, errs field.ErrorList) error {
+	return invalidKind(res.Group, res.Kind, name, errs)
+}
+
+func invalidKind(group, kind, name string, errs field.ErrorList) error {
+	return apierrors.NewInvalid(schema.GroupKind{Group: group, Kind: kind}, name, errs)
+}

@@ -1,0 +1,98 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	health := func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/readyz") {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if _, err := s.store.CurrentRevision(ctx); err != nil {
+				http.Error(w, fmt.Sprintf("[-]etcd failed: %v\nreadyz check failed", err), http.StatusInternalServerError)
+				return
+			}
+			select {
+			case <-s.ready:
+			default:
+				http.Error(w, "[-]bootstrap not finished\nreadyz check failed", http.StatusInternalServerError)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok"))
+	}
+	for _, p := range []string{"/healthz", "/livez", "/readyz"} {
+		mux.HandleFunc(p, health)
+		mux.HandleFunc(p+"/", health)
+	}
+	mux.HandleFunc("/version", s.serveVersion)
+	mux.HandleFunc("/version/", s.serveVersion)
+	mux.HandleFunc("/openapi/v2", s.serveOpenAPIV2)
+	mux.HandleFunc("/api", s.serveAPIVersions)
+	mux.HandleFunc("/api/", s.serveResource)
+	mux.HandleFunc("/apis", s.serveAPIGroupList)
+	mux.HandleFunc("/apis/", s.serveResource)
+	return s.authenticate(s.recoverPanics(mux))
+}
+
+// recoverPanics turns a handler panic into a 500: one bad request must
+// never take the server down.
+func (s *Server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("handler panicked; please report this bug", "method", r.Method, "path", r.URL.Path, "panic", v)
+				writeError(w, s.log, apierrors.NewInternalError(fmt.Errorf("%v", v)))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// serveResource routes /api/... and /apis/... to discovery or to the
+// resource handlers.
+func (s *Server) serveResource(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && s.serveDiscovery(w, r) {
+		return
+	}
+	ri, ok := parseResourcePath(r)
+	if !ok {
+		writeError(w, s.log, apierrors.NewNotFound(schema.GroupResource{}, ""))
+		return
+	}
+	res, ok := s.reg.Lookup(ri.group, ri.version, ri.resource)
+	if !ok {
+		writeError(w, s.log, apierrors.NewNotFound(schema.GroupResource{Group: ri.group, Resource: ri.resource}, ri.name))
+		return
+	}
+	if ri.namespace != "" && !res.Namespaced {
+		writeError(w, s.log, apierrors.NewNotFound(res.GroupResource(), ri.name))
+		return
+	}
+	if ri.verb == "" {
+		writeError(w, s.log, apierrors.NewMethodNotSupported(res.GroupResource(), r.Method))
+		return
+	}
+	if ri.subresource != "" && !res.HasSubresource(ri.subresource) {
+		writeError(w, s.log, apierrors.NewNotFound(res.GroupResource(), ri.name+"/"+ri.subresource))
+		return
+	}
+	if r.Body != nil {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	}
+	req := &request{s: s, w: w, r: r, ri: ri, res: res}
+	req.serve()
+}

@@ -1,0 +1,155 @@
+// Package apiserver serves the Kubernetes REST API over skiff's storage:
+// discovery, CRUD, patch, watch, tables, subresources, authentication and
+// admission (defaulting and validation from internal/registry). Handlers are
+// generic over the registry's resources.
+package apiserver
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"skiff/internal/config"
+	"skiff/internal/registry"
+	"skiff/internal/storage"
+)
+
+// Config is what the API server needs.
+type Config struct {
+	Registry *registry.Registry
+	Store    *storage.Store
+	Logger   *slog.Logger
+
+	BindAddress string
+	Port        int
+	// Listener, when set, is used instead of listening on BindAddress:Port.
+	Listener net.Listener
+
+	CertFile, KeyFile string
+	ClientCA          *x509.CertPool
+	// TokenSecret is a bearer token that authenticates as a cluster admin.
+	TokenSecret string
+
+	ServiceCIDR   *net.IPNet
+	NodePortRange config.PortRange
+	// AdvertiseIP is the address in the default/kubernetes endpoints.
+	AdvertiseIP net.IP
+	// Version is skiff's version, reported in /version.
+	Version string
+}
+
+// Server is the API server.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	reg      *registry.Registry
+	store    *storage.Store
+	ips      *ipAllocator
+	ports    *portAllocator
+	handler  http.Handler
+	ready    chan struct{}
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// maxBodyBytes is the largest request body accepted, as Kubernetes' 3 MiB.
+const maxBodyBytes = 3 << 20
+
+// New builds a server; Run starts it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Registry == nil || cfg.Store == nil {
+		return nil, errors.New("apiserver: registry and store are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ServiceCIDR == nil {
+		cfg.ServiceCIDR = config.DefaultServer().ServiceCIDR
+	}
+	if cfg.NodePortRange.Size == 0 {
+		cfg.NodePortRange = config.DefaultServer().NodePortRange
+	}
+	s := &Server{
+		cfg:   cfg,
+		log:   cfg.Logger.With("component", "apiserver"),
+		reg:   cfg.Registry,
+		store: cfg.Store,
+		ready: make(chan struct{}),
+	}
+	var err error
+	if s.ips, err = newIPAllocator(cfg.Store.Client(), cfg.ServiceCIDR); err != nil {
+		return nil, err
+	}
+	s.ports = newPortAllocator(cfg.Store.Client(), cfg.NodePortRange)
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler is the server's HTTP handler (authentication included).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Ready is closed once the server serves and the default objects exist.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Run serves until ctx is done, then shuts down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	ln := s.cfg.Listener
+	if ln == nil {
+		addr := net.JoinHostPort(s.cfg.BindAddress, strconv.Itoa(s.cfg.Port))
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("apiserver: listen on %s: %w (is another server using the port? set --https-listen-port)", addr, err)
+		}
+	}
+	cert, err := tls.LoadX509KeyPair(s.cfg.CertFile, s.cfg.KeyFile)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("apiserver: load serving certificate: %w", err)
+	}
+	srv := &http.Server{
+		Handler: s.handler,
+		TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			ClientAuth:   tls.VerifyClientCertIfGiven,
+			ClientCAs:    s.cfg.ClientCA,
+			MinVersion:   tls.VersionTLS12,
+			NextProtos:   []string{"h2", "http/1.1"},
+		},
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
+
+	if err := s.bootstrap(ctx); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("apiserver: create default objects: %w", err)
+	}
+	s.log.Info("ready", "address", ln.Addr().String())
+	close(s.ready)
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("apiserver: serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("stopping")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Watches never finish on their own; Shutdown waits for them up to the
+	// timeout, then Close cuts them.
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		_ = srv.Close()
+	}
+	s.log.Info("stopped")
+	return nil
+}

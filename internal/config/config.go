@@ -1,0 +1,131 @@
+// Package config holds the configuration structs that skiff's components are
+// built from, their defaults, and the layout of the data directory. Flags are
+// converted into these structs once, in internal/cli; components never see flags.
+package config
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+)
+
+// Defaults, the same as k3s's so that homelab users find what they expect.
+const (
+	DefaultDataDir        = "/var/lib/skiff"
+	DefaultKubeconfigPath = "/etc/skiff/skiff.yaml"
+	DefaultHTTPSPort      = 6443
+	DefaultEtcdClientPort = 2379
+	DefaultEtcdPeerPort   = 2380
+	DefaultClusterCIDR    = "10.42.0.0/16"
+	DefaultServiceCIDR    = "10.43.0.0/16"
+	DefaultClusterDNS     = "10.43.0.10"
+	DefaultClusterDomain  = "cluster.local"
+	DefaultNodePortRange  = "30000-32767"
+)
+
+// Server is the configuration of `skiff server`.
+type Server struct {
+	DataDir string
+	// BindAddress is the address the API server listens on; empty means all.
+	BindAddress string
+	HTTPSPort   int
+	// AdvertiseIPs are put into the serving certificate; the first is the
+	// address other nodes use to reach this server.
+	AdvertiseIPs []net.IP
+	TLSSANs      []string
+	// KubeconfigPath is where the admin kubeconfig is written; empty skips it.
+	KubeconfigPath string
+	KubeconfigMode uint32
+
+	EtcdClientPort int
+	EtcdPeerPort   int
+	// EtcdListenAddress is where etcd listens; loopback by default.
+	EtcdListenAddress string
+	// EtcdQuotaBytes is the etcd backend quota.
+	EtcdQuotaBytes int64
+	// EtcdCompactionRetention is etcd's periodic auto-compaction window, as
+	// etcd's flag takes it ("5m").
+	EtcdCompactionRetention string
+
+	ServiceCIDR   *net.IPNet
+	ClusterCIDR   *net.IPNet
+	NodePortRange PortRange
+	ClusterDomain string
+
+	DisableAgent bool
+	Debug        bool
+}
+
+// PortRange is an inclusive range of ports.
+type PortRange struct{ Base, Size int }
+
+// Contains reports whether p is in the range.
+func (r PortRange) Contains(p int) bool { return p >= r.Base && p < r.Base+r.Size }
+
+func (r PortRange) String() string { return fmt.Sprintf("%d-%d", r.Base, r.Base+r.Size-1) }
+
+// ParsePortRange parses "30000-32767".
+func ParsePortRange(s string) (PortRange, error) {
+	var lo, hi int
+	if _, err := fmt.Sscanf(s, "%d-%d", &lo, &hi); err != nil {
+		return PortRange{}, fmt.Errorf("port range %q: want LOW-HIGH, e.g. %s", s, DefaultNodePortRange)
+	}
+	if lo < 1 || hi > 65535 || lo > hi {
+		return PortRange{}, fmt.Errorf("port range %q: ports must be 1-65535 and LOW <= HIGH", s)
+	}
+	return PortRange{Base: lo, Size: hi - lo + 1}, nil
+}
+
+// ParseCIDR parses a CIDR flag, naming the flag in its error.
+func ParseCIDR(flag, s string) (*net.IPNet, error) {
+	_, n, err := net.ParseCIDR(s)
+	if err != nil {
+		return nil, fmt.Errorf("--%s %q: not a CIDR (example: %s)", flag, s, DefaultServiceCIDR)
+	}
+	return n, nil
+}
+
+// DefaultServer returns a server configuration with every default filled in.
+func DefaultServer() Server {
+	_, svc, _ := net.ParseCIDR(DefaultServiceCIDR)
+	_, cluster, _ := net.ParseCIDR(DefaultClusterCIDR)
+	npr, _ := ParsePortRange(DefaultNodePortRange)
+	return Server{
+		DataDir:                 DefaultDataDir,
+		HTTPSPort:               DefaultHTTPSPort,
+		KubeconfigPath:          DefaultKubeconfigPath,
+		KubeconfigMode:          0o600,
+		EtcdClientPort:          DefaultEtcdClientPort,
+		EtcdPeerPort:            DefaultEtcdPeerPort,
+		EtcdListenAddress:       "127.0.0.1",
+		EtcdQuotaBytes:          2 << 30,
+		EtcdCompactionRetention: "5m",
+		ServiceCIDR:             svc,
+		ClusterCIDR:             cluster,
+		NodePortRange:           npr,
+		ClusterDomain:           DefaultClusterDomain,
+	}
+}
+
+// Layout names the files and folders under a data directory. Every path a
+// node uses derives from its data dir, so several nodes can share a machine.
+type Layout struct{ DataDir string }
+
+// ServerDir holds the server's state: TLS material, tokens, etcd.
+func (l Layout) ServerDir() string { return filepath.Join(l.DataDir, "server") }
+
+// TLSDir holds the cluster CA and the server's certificates.
+func (l Layout) TLSDir() string { return filepath.Join(l.ServerDir(), "tls") }
+
+// EtcdDir is the embedded etcd's data directory.
+func (l Layout) EtcdDir() string { return filepath.Join(l.ServerDir(), "db", "etcd") }
+
+// TokenFile holds the join token.
+func (l Layout) TokenFile() string { return filepath.Join(l.ServerDir(), "token") }
+
+// AdminKubeconfig is a copy of the admin kubeconfig kept in the data dir,
+// so `skiff kubeconfig` works even when --write-kubeconfig was elsewhere.
+func (l Layout) AdminKubeconfig() string { return filepath.Join(l.ServerDir(), "cred", "admin.yaml") }
+
+// LockFile is held while a server runs on this data dir.
+func (l Layout) LockFile() string { return filepath.Join(l.ServerDir(), "skiff.lock") }

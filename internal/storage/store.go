@@ -1,0 +1,233 @@
+// Package storage is skiff's typed object store over etcd. An object lives at
+// one key; its metadata.resourceVersion is the key's etcd mod revision, and
+// every write is a compare-and-swap on it, so no update is ever lost.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer/json"
+)
+
+// Errors a caller maps to API statuses.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrExists    = errors.New("already exists")
+	ErrConflict  = errors.New("resourceVersion conflict")
+	ErrCompacted = errors.New("resource version compacted")
+	// ErrPrecondition: a delete or update precondition (uid) did not hold.
+	ErrPrecondition = errors.New("precondition failed")
+)
+
+// Store reads and writes objects in etcd.
+type Store struct {
+	client *clientv3.Client
+	codec  runtime.Codec
+	scheme *runtime.Scheme
+}
+
+// New returns a store that encodes objects as JSON with the given scheme.
+func New(client *clientv3.Client, scheme *runtime.Scheme) *Store {
+	s := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme, scheme, json.SerializerOptions{})
+	return &Store{client: client, codec: s, scheme: scheme}
+}
+
+// Client is the underlying etcd client, for components that need raw keys.
+func (s *Store) Client() *clientv3.Client { return s.client }
+
+func (s *Store) encode(obj runtime.Object) ([]byte, error) {
+	acc, err := meta.Accessor(obj)
+	if err != nil {
+		return nil, err
+	}
+	// The revision is the etcd key's, never stored in the value.
+	rv := acc.GetResourceVersion()
+	acc.SetResourceVersion("")
+	defer acc.SetResourceVersion(rv)
+	data, err := runtime.Encode(s.codec, obj)
+	if err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	return data, nil
+}
+
+// Decode turns a stored value into an object with its resourceVersion set.
+func (s *Store) Decode(data []byte, rev int64) (runtime.Object, error) {
+	obj, _, err := s.codec.Decode(data, nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("decode stored object: %w", err)
+	}
+	acc, err := meta.Accessor(obj)
+	if err != nil {
+		return nil, err
+	}
+	acc.SetResourceVersion(strconv.FormatInt(rev, 10))
+	return obj, nil
+}
+
+// Create writes obj at key if nothing is there; it returns the stored object.
+func (s *Store) Create(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+	data, err := s.encode(obj)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(data))).
+		Commit()
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", key, mapErr(err))
+	}
+	if !resp.Succeeded {
+		return nil, ErrExists
+	}
+	return s.Decode(data, resp.Header.Revision)
+}
+
+// Get reads the object at key.
+func (s *Store) Get(ctx context.Context, key string) (runtime.Object, error) {
+	resp, err := s.client.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, mapErr(err))
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, ErrNotFound
+	}
+	return s.Decode(resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+}
+
+// Update replaces the object at key if its revision is still rev; rev 0
+// means "whatever is there" (but something must be).
+func (s *Store) Update(ctx context.Context, key string, obj runtime.Object, rev int64) (runtime.Object, error) {
+	data, err := s.encode(obj)
+	if err != nil {
+		return nil, err
+	}
+	cmp := clientv3.Compare(clientv3.ModRevision(key), "=", rev)
+	if rev == 0 {
+		cmp = clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
+	}
+	resp, err := s.client.Txn(ctx).If(cmp).
+		Then(clientv3.OpPut(key, string(data))).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
+		return nil, fmt.Errorf("update %s: %w", key, mapErr(err))
+	}
+	if !resp.Succeeded {
+		if len(resp.Responses) == 0 || len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
+			return nil, ErrNotFound
+		}
+		return nil, ErrConflict
+	}
+	return s.Decode(data, resp.Header.Revision)
+}
+
+// UpdateFunc computes the new object from the current one (a private copy).
+// Returning a nil object with a nil error means "no change".
+type UpdateFunc func(current runtime.Object) (runtime.Object, error)
+
+// GuaranteedUpdate re-reads and retries tryUpdate until its write wins the
+// compare-and-swap. It returns the stored object and whether it changed.
+func (s *Store) GuaranteedUpdate(ctx context.Context, key string, tryUpdate UpdateFunc) (runtime.Object, error) {
+	for {
+		cur, err := s.Get(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		acc, _ := meta.Accessor(cur)
+		rev, _ := strconv.ParseInt(acc.GetResourceVersion(), 10, 64)
+		next, err := tryUpdate(cur.DeepCopyObject())
+		if err != nil {
+			return nil, err
+		}
+		if next == nil {
+			return cur, nil
+		}
+		out, err := s.Update(ctx, key, next, rev)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		return out, err
+	}
+}
+
+// Delete removes the object at key if its revision is still rev (0: any).
+// It returns the object as it was.
+func (s *Store) Delete(ctx context.Context, key string, rev int64) (runtime.Object, error) {
+	cmp := clientv3.Compare(clientv3.ModRevision(key), "=", rev)
+	if rev == 0 {
+		cmp = clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
+	}
+	resp, err := s.client.Txn(ctx).If(cmp).
+		Then(clientv3.OpDelete(key, clientv3.WithPrevKV())).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
+		return nil, fmt.Errorf("delete %s: %w", key, mapErr(err))
+	}
+	if !resp.Succeeded {
+		if len(resp.Responses) == 0 || len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
+			return nil, ErrNotFound
+		}
+		return nil, ErrConflict
+	}
+	prev := resp.Responses[0].GetResponseDeleteRange().PrevKvs
+	if len(prev) == 0 {
+		return nil, ErrNotFound
+	}
+	// A deleted object reports the revision of its deletion, as Kubernetes does.
+	return s.Decode(prev[0].Value, resp.Header.Revision)
+}
+
+// List reads every object under prefix at revision rev (0: the newest) and
+// returns them with the revision read.
+func (s *Store) List(ctx context.Context, prefix string, rev int64) ([]runtime.Object, int64, error) {
+	opts := []clientv3.OpOption{clientv3.WithPrefix()}
+	if rev > 0 {
+		opts = append(opts, clientv3.WithRev(rev))
+	}
+	resp, err := s.client.Get(ctx, prefix, opts...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list %s: %w", prefix, mapErr(err))
+	}
+	out := make([]runtime.Object, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		obj, err := s.Decode(kv.Value, kv.ModRevision)
+		if err != nil {
+			return nil, 0, fmt.Errorf("list %s: key %s: %w", prefix, kv.Key, err)
+		}
+		out = append(out, obj)
+	}
+	read := resp.Header.Revision
+	if rev > 0 {
+		read = rev
+	}
+	return out, read, nil
+}
+
+// CurrentRevision returns etcd's newest revision.
+func (s *Store) CurrentRevision(ctx context.Context) (int64, error) {
+	resp, err := s.client.Get(ctx, "/registry/health-revision", clientv3.WithCountOnly())
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	return resp.Header.Revision, nil
+}
+
+func mapErr(err error) error {
+	if errors.Is(err, rpctypes.ErrCompacted) || errors.Is(err, rpctypes.ErrGRPCCompacted) {
+		return ErrCompacted
+	}
+	if errors.Is(err, rpctypes.ErrFutureRev) || errors.Is(err, rpctypes.ErrGRPCFutureRev) {
+		return fmt.Errorf("%w: resource version is newer than the store's", err)
+	}
+	return err
+}

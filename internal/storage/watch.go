@@ -1,0 +1,111 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+)
+
+// Event is one change under a watched prefix. For Deleted, Object is the
+// last state with the deletion's revision; PrevObject is set for Modified
+// and Deleted so a filtering watcher can tell an object leaving its filter.
+type Event struct {
+	Type       watch.EventType
+	Object     runtime.Object
+	PrevObject runtime.Object
+	Revision   int64
+	// Err is set on the last event of a failed watch (ErrCompacted, ...).
+	Err error
+}
+
+// WatchBuffer bounds the events queued for one watcher. A watcher that falls
+// this far behind is closed (it relists) rather than growing memory.
+const WatchBuffer = 1024
+
+// slowWatcherGrace is how long a full watcher may take to drain one event.
+const slowWatcherGrace = 2 * time.Second
+
+// Watch streams the changes under prefix after revision rev. The channel
+// closes when ctx is done, when the watcher falls too far behind, or after an
+// event carrying Err (for a compacted revision, ErrCompacted).
+func (s *Store) Watch(ctx context.Context, prefix string, rev int64) <-chan Event {
+	out := make(chan Event, WatchBuffer)
+	ctx, cancel := context.WithCancel(ctx)
+	wch := s.client.Watch(clientv3.WithRequireLeader(ctx), prefix,
+		clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
+	go func() {
+		defer close(out)
+		defer cancel()
+		for resp := range wch {
+			if resp.CompactRevision != 0 {
+				out <- Event{Type: watch.Error, Err: ErrCompacted}
+				return
+			}
+			if err := resp.Err(); err != nil {
+				sendErr(out, fmt.Errorf("watch %s: %w", prefix, mapErr(err)))
+				return
+			}
+			for _, ev := range resp.Events {
+				e, err := s.event(ev)
+				if err != nil {
+					sendErr(out, err)
+					return
+				}
+				select {
+				case out <- e:
+					continue
+				default:
+				}
+				// The buffer is full: give the reader a moment, then end the
+				// watch so the client relists instead of memory growing.
+				t := time.NewTimer(slowWatcherGrace)
+				select {
+				case out <- e:
+					t.Stop()
+				case <-t.C:
+					return
+				case <-ctx.Done():
+					t.Stop()
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
+
+func sendErr(out chan Event, err error) {
+	select {
+	case out <- Event{Type: watch.Error, Err: err}:
+	default:
+	}
+}
+
+func (s *Store) event(ev *clientv3.Event) (Event, error) {
+	e := Event{Revision: ev.Kv.ModRevision}
+	var err error
+	if ev.PrevKv != nil {
+		if e.PrevObject, err = s.Decode(ev.PrevKv.Value, ev.PrevKv.ModRevision); err != nil {
+			return e, err
+		}
+	}
+	switch {
+	case ev.Type == clientv3.EventTypeDelete:
+		e.Type = watch.Deleted
+		if e.PrevObject == nil {
+			return e, fmt.Errorf("delete event for %s without previous value", ev.Kv.Key)
+		}
+		e.Object, err = s.Decode(ev.PrevKv.Value, ev.Kv.ModRevision)
+	case ev.IsCreate():
+		e.Type = watch.Added
+		e.Object, err = s.Decode(ev.Kv.Value, ev.Kv.ModRevision)
+	default:
+		e.Type = watch.Modified
+		e.Object, err = s.Decode(ev.Kv.Value, ev.Kv.ModRevision)
+	}
+	return e, err
+}
