@@ -190,15 +190,18 @@ func hasSpec(obj runtime.Object) bool {
 // update serves PUT and PATCH on the main resource and on /status.
 func (q *request) update() {
 	ctx := q.r.Context()
-	var body []byte
-	var err error
-	if body, err = q.readBody(); err != nil {
+	b, err := q.readBody()
+	if err != nil {
 		q.fail(err)
 		return
 	}
 	var patch patchFunc
 	if q.ri.verb == "patch" {
-		if patch, err = q.patcher(body); err != nil {
+		if b.protobuf {
+			q.fail(unsupportedMediaType(protobufMediaType))
+			return
+		}
+		if patch, err = q.patcher(b.data); err != nil {
 			q.fail(err)
 			return
 		}
@@ -215,7 +218,7 @@ func (q *request) update() {
 			obj, err = q.applyPatch(patch, cur)
 		} else {
 			obj = q.res.New()
-			err = decodeInto(body, obj, q.res.GVK())
+			err = q.s.decodeInto(b, obj, q.res.GVK())
 		}
 		if err != nil {
 			q.fail(err)

@@ -109,12 +109,12 @@ func (q *request) convert(obj runtime.Object, out output) (runtime.Object, error
 }
 
 func partialOf(obj runtime.Object, version string) (*metav1.PartialObjectMetadata, error) {
-	m, err := meta.Accessor(obj)
-	if err != nil {
-		return nil, err
-	}
 	p := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/" + version}}
-	om, ok := m.(*metav1.ObjectMeta)
+	acc, ok := obj.(metav1.ObjectMetaAccessor)
+	if !ok {
+		return nil, fmt.Errorf("%T has no ObjectMeta", obj)
+	}
+	om, ok := acc.GetObjectMeta().(*metav1.ObjectMeta)
 	if !ok {
 		return nil, fmt.Errorf("%T has no ObjectMeta", obj)
 	}

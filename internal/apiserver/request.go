@@ -112,36 +112,67 @@ func unsupportedMediaType(ct string) error {
 	}}
 }
 
-// readBody reads the request body as JSON (YAML is converted).
-func (q *request) readBody() ([]byte, error) {
+// protobufMediaType is what client-go sends for built-in kinds by default.
+const protobufMediaType = "application/vnd.kubernetes.protobuf"
+
+// body is a request body: JSON (YAML is converted) or Kubernetes protobuf.
+type body struct {
+	data     []byte
+	protobuf bool
+}
+
+// readBody reads the request body, refusing media types skiff cannot decode.
+func (q *request) readBody() (body, error) {
 	if q.r.Body == nil {
-		return nil, badRequest("the request has no body")
+		return body{}, badRequest("the request has no body")
 	}
 	data, err := io.ReadAll(q.r.Body)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("limit is %d", maxBodyBytes))
+			return body{}, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("limit is %d", maxBodyBytes))
 		}
-		return nil, badRequest("read body: %v", err)
+		return body{}, badRequest("read body: %v", err)
 	}
 	ct, _, _ := mime.ParseMediaType(q.r.Header.Get("Content-Type"))
 	switch ct {
 	case "", "application/json", "*/*":
-		return data, nil
+		return body{data: data}, nil
 	case "application/yaml", "application/x-yaml", "text/yaml":
 		j, err := yaml.YAMLToJSON(data)
 		if err != nil {
-			return nil, badRequest("the body is not valid YAML: %v", err)
+			return body{}, badRequest("the body is not valid YAML: %v", err)
 		}
-		return j, nil
+		return body{data: j}, nil
+	case protobufMediaType:
+		return body{data: data, protobuf: true}, nil
 	}
-	return nil, unsupportedMediaType(ct)
+	if q.ri.verb == "patch" {
+		// The patcher checks the patch type.
+		return body{data: data}, nil
+	}
+	return body{}, unsupportedMediaType(ct)
 }
 
-// decodeInto decodes JSON into a typed object of kind gvk, refusing another kind.
-func decodeInto(data []byte, into runtime.Object, gvk schema.GroupVersionKind) error {
-	if err := strictUnmarshal(data, into); err != nil {
+// jsonBody reads a body that must be JSON (patches, options).
+func (q *request) jsonBody() ([]byte, error) {
+	b, err := q.readBody()
+	if err != nil {
+		return nil, err
+	}
+	if b.protobuf {
+		return nil, unsupportedMediaType(protobufMediaType)
+	}
+	return b.data, nil
+}
+
+// decodeInto decodes a body into a typed object of kind gvk, refusing another kind.
+func (s *Server) decodeInto(b body, into runtime.Object, gvk schema.GroupVersionKind) error {
+	if b.protobuf {
+		if _, _, err := s.protobuf.Decode(b.data, &gvk, into); err != nil {
+			return badRequest("the body of the request could not be decoded as a protobuf %s: %v", gvk.Kind, err)
+		}
+	} else if err := strictUnmarshal(b.data, into); err != nil {
 		return badRequest("the body of the request could not be decoded as %s: %v", gvk.Kind, err)
 	}
 	got := into.GetObjectKind().GroupVersionKind()
@@ -154,12 +185,12 @@ func decodeInto(data []byte, into runtime.Object, gvk schema.GroupVersionKind) e
 
 // decodeBody decodes the request body as an object of the resource's kind.
 func (q *request) decodeBody() (runtime.Object, error) {
-	data, err := q.readBody()
+	b, err := q.readBody()
 	if err != nil {
 		return nil, err
 	}
 	obj := q.res.New()
-	if err := decodeInto(data, obj, q.res.GVK()); err != nil {
+	if err := q.s.decodeInto(b, obj, q.res.GVK()); err != nil {
 		return nil, err
 	}
 	return obj, nil
@@ -210,12 +241,16 @@ func (q *request) dryRun() bool { return len(q.r.URL.Query()["dryRun"]) > 0 }
 func (q *request) deleteOptions() (*metav1.DeleteOptions, error) {
 	opts := &metav1.DeleteOptions{}
 	if q.r.Body != nil && q.r.ContentLength != 0 {
-		data, err := q.readBody()
+		b, err := q.readBody()
 		if err != nil {
 			return nil, err
 		}
-		if len(strings.TrimSpace(string(data))) > 0 {
-			if err := strictUnmarshal(data, opts); err != nil {
+		if b.protobuf {
+			if _, _, err := q.s.protobuf.Decode(b.data, nil, opts); err != nil {
+				return nil, badRequest("the body of the request could not be decoded as DeleteOptions: %v", err)
+			}
+		} else if len(strings.TrimSpace(string(b.data))) > 0 {
+			if err := strictUnmarshal(b.data, opts); err != nil {
 				return nil, badRequest("the body of the request could not be decoded as DeleteOptions: %v", err)
 			}
 		}

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+
 	"skiff/internal/config"
 	"skiff/internal/registry"
 	"skiff/internal/storage"
@@ -55,6 +57,7 @@ type Server struct {
 	ips      *ipAllocator
 	ports    *portAllocator
 	handler  http.Handler
+	protobuf *protobuf.Serializer
 	ready    chan struct{}
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -88,6 +91,7 @@ func New(cfg Config) (*Server, error) {
 	if s.ips, err = newIPAllocator(cfg.Store.Client(), cfg.ServiceCIDR); err != nil {
 		return nil, err
 	}
+	s.protobuf = protobuf.NewSerializer(cfg.Registry.Scheme(), cfg.Registry.Scheme())
 	s.ports = newPortAllocator(cfg.Store.Client(), cfg.NodePortRange)
 	s.handler = s.routes()
 	return s, nil

@@ -85,14 +85,14 @@ func (q *request) scale() {
 		q.fail(apierrors.NewMethodNotSupported(q.res.GroupResource(), q.r.Method))
 		return
 	}
-	body, err := q.readBody()
+	b, err := q.readBody()
 	if err != nil {
 		q.fail(err)
 		return
 	}
 	var patch patchFunc
 	if q.ri.verb == "patch" {
-		if patch, err = q.patcher(body); err != nil {
+		if patch, err = q.patcher(b.data); err != nil {
 			q.fail(err)
 			return
 		}
@@ -113,13 +113,13 @@ func (q *request) scale() {
 			orig, _ := encodeObject(curScale)
 			patched, err := patch(orig, &autoscalingv1.Scale{})
 			if err == nil {
-				err = decodeInto(patched, want, scaleGVK)
+				err = q.s.decodeInto(body{data: patched}, want, scaleGVK)
 			}
 			if err != nil {
 				q.fail(err)
 				return
 			}
-		} else if err := decodeInto(body, want, scaleGVK); err != nil {
+		} else if err := q.s.decodeInto(b, want, scaleGVK); err != nil {
 			q.fail(err)
 			return
 		}
@@ -171,13 +171,13 @@ func (q *request) bind() {
 		q.fail(apierrors.NewMethodNotSupported(q.res.GroupResource(), q.r.Method))
 		return
 	}
-	body, err := q.readBody()
+	raw, err := q.readBody()
 	if err != nil {
 		q.fail(err)
 		return
 	}
 	b := &corev1.Binding{}
-	if err := decodeInto(body, b, corev1.SchemeGroupVersion.WithKind("Binding")); err != nil {
+	if err := q.s.decodeInto(raw, b, corev1.SchemeGroupVersion.WithKind("Binding")); err != nil {
 		q.fail(err)
 		return
 	}
@@ -237,13 +237,13 @@ func (q *request) evict() {
 		q.fail(apierrors.NewMethodNotSupported(q.res.GroupResource(), q.r.Method))
 		return
 	}
-	body, err := q.readBody()
+	raw, err := q.readBody()
 	if err != nil {
 		q.fail(err)
 		return
 	}
 	ev := &policyv1.Eviction{}
-	if err := strictUnmarshal(body, ev); err != nil {
+	if err := q.s.decodeInto(raw, ev, policyv1.SchemeGroupVersion.WithKind("Eviction")); err != nil {
 		q.fail(badRequest("the body could not be decoded as an Eviction: %v", err))
 		return
 	}
@@ -265,13 +265,13 @@ func (q *request) finalizeNamespace() {
 		q.fail(apierrors.NewMethodNotSupported(q.res.GroupResource(), q.r.Method))
 		return
 	}
-	body, err := q.readBody()
+	raw, err := q.readBody()
 	if err != nil {
 		q.fail(err)
 		return
 	}
 	want := &corev1.Namespace{}
-	if err := decodeInto(body, want, q.res.GVK()); err != nil {
+	if err := q.s.decodeInto(raw, want, q.res.GVK()); err != nil {
 		q.fail(err)
 		return
 	}

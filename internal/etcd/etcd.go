@@ -42,8 +42,9 @@ type Config struct {
 	// CompactionRetention is the periodic auto-compaction window, in
 	// etcd's flag syntax ("5m", or hours as a bare number); empty disables.
 	CompactionRetention string
-	// Logger receives etcd's messages. etcd is quiet (errors only) unless
-	// Debug is set, which lets its info messages through.
+	// Logger receives etcd's messages and this package's lifecycle lines;
+	// the caller names the component (e.g. With("component", "etcd")).
+	// etcd is quiet (errors only) unless Debug lets its info messages through.
 	Logger *slog.Logger
 	Debug  bool
 }
@@ -82,7 +83,7 @@ func start(ctx context.Context, cfg Config, launched func()) (_ *Etcd, err error
 	if err != nil {
 		return nil, err
 	}
-	lg := cfg.Logger.With("component", "etcd")
+	lg := cfg.Logger
 	stopping := new(atomic.Bool)
 	ecfg := cfg.embedConfig(stopping)
 
@@ -165,7 +166,7 @@ func (e *Etcd) watch() {
 	default:
 	}
 	if err == nil {
-		err = errors.New("etcd server stopped unexpectedly; see the etcd errors logged above")
+		err = errors.New("server stopped unexpectedly; see the etcd errors logged above")
 	}
 	err = fmt.Errorf("etcd: %w", err)
 	e.lg.Error("failed", "err", err)
@@ -274,7 +275,7 @@ func (cfg Config) embedConfig(stopping *atomic.Bool) *embed.Config {
 	}
 	ec.Logger = "zap"
 	ec.LogLevel = level.String()
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(cfg.Logger.With("component", "etcd"), level, stopping))
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(cfg.Logger, level, stopping))
 	return ec
 }
 

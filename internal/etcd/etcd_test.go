@@ -279,3 +279,20 @@ func TestEtcdLogsAreQuiet(t *testing.T) {
 		}
 	}
 }
+
+func TestErrReportsUnexpectedStop(t *testing.T) {
+	e := mustStart(t, testConfig(t, t.TempDir()))
+	// Stop the server behind the wrapper's back, as a fatal etcd error would.
+	e.etcd.Server.Stop()
+	select {
+	case err := <-e.Err():
+		if err == nil || !strings.HasPrefix(err.Error(), "etcd: ") {
+			t.Errorf("Err() = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Err() reported nothing after etcd stopped")
+	}
+	if err := e.Close(); err != nil {
+		t.Errorf("Close after failure: %v", err)
+	}
+}

@@ -1,0 +1,104 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"skiff/internal/config"
+	"skiff/internal/server"
+)
+
+func serverCommand() *cli.Command {
+	def := config.DefaultServer()
+	return &cli.Command{
+		Name:  "server",
+		Usage: "run a control plane node: embedded etcd and the Kubernetes API",
+		Flags: []cli.Flag{
+			dataDirFlag(),
+			&cli.StringFlag{Name: "bind-address", Usage: "address the API server listens on (default: all)"},
+			&cli.IntFlag{Name: "https-listen-port", Value: def.HTTPSPort, Usage: "API server port"},
+			&cli.StringSliceFlag{Name: "advertise-address", Aliases: []string{"node-ip"}, Usage: "IP other nodes use to reach this server"},
+			&cli.StringSliceFlag{Name: "tls-san", Usage: "extra host name or IP for the serving certificate"},
+			&cli.StringFlag{Name: "write-kubeconfig", Aliases: []string{"o"}, Value: def.KubeconfigPath, Usage: "where to write the admin kubeconfig (\"\" skips it)", EnvVars: []string{"SKIFF_KUBECONFIG_OUTPUT"}},
+			&cli.StringFlag{Name: "write-kubeconfig-mode", Value: "0600", Usage: "file mode of the written kubeconfig"},
+			&cli.IntFlag{Name: "etcd-client-port", Value: def.EtcdClientPort, Usage: "embedded etcd client port"},
+			&cli.IntFlag{Name: "etcd-peer-port", Value: def.EtcdPeerPort, Usage: "embedded etcd peer port"},
+			&cli.StringFlag{Name: "etcd-listen-address", Value: def.EtcdListenAddress, Usage: "address embedded etcd listens on"},
+			&cli.Int64Flag{Name: "etcd-quota-bytes", Value: def.EtcdQuotaBytes, Usage: "etcd backend size quota"},
+			&cli.StringFlag{Name: "etcd-compaction-retention", Value: def.EtcdCompactionRetention, Usage: "etcd periodic auto-compaction window"},
+			&cli.StringFlag{Name: "service-cidr", Value: config.DefaultServiceCIDR, Usage: "service cluster IP range"},
+			&cli.StringFlag{Name: "cluster-cidr", Value: config.DefaultClusterCIDR, Usage: "pod IP range"},
+			&cli.StringFlag{Name: "service-node-port-range", Value: config.DefaultNodePortRange, Usage: "NodePort range"},
+			&cli.StringFlag{Name: "cluster-domain", Value: config.DefaultClusterDomain, Usage: "cluster DNS domain"},
+			&cli.BoolFlag{Name: "disable-agent", Usage: "run the control plane only, no kubelet on this node"},
+		},
+		Action: runServer,
+	}
+}
+
+// serverConfig converts the flags into a config.Server.
+func serverConfig(c *cli.Context) (config.Server, error) {
+	cfg := config.DefaultServer()
+	cfg.DataDir = c.String("data-dir")
+	cfg.BindAddress = c.String("bind-address")
+	if cfg.BindAddress != "" && net.ParseIP(cfg.BindAddress) == nil {
+		return cfg, fmt.Errorf("--bind-address %q: not an IP address", cfg.BindAddress)
+	}
+	cfg.HTTPSPort = c.Int("https-listen-port")
+	for _, a := range c.StringSlice("advertise-address") {
+		ip := net.ParseIP(a)
+		if ip == nil {
+			return cfg, fmt.Errorf("--advertise-address %q: not an IP address", a)
+		}
+		cfg.AdvertiseIPs = append(cfg.AdvertiseIPs, ip)
+	}
+	cfg.TLSSANs = c.StringSlice("tls-san")
+	cfg.KubeconfigPath = c.String("write-kubeconfig")
+	var mode uint32
+	if _, err := fmt.Sscanf(c.String("write-kubeconfig-mode"), "%o", &mode); err != nil || mode > 0o777 {
+		return cfg, fmt.Errorf("--write-kubeconfig-mode %q: want an octal file mode like 0600", c.String("write-kubeconfig-mode"))
+	}
+	cfg.KubeconfigMode = mode
+	cfg.EtcdClientPort = c.Int("etcd-client-port")
+	cfg.EtcdPeerPort = c.Int("etcd-peer-port")
+	cfg.EtcdListenAddress = c.String("etcd-listen-address")
+	cfg.EtcdQuotaBytes = c.Int64("etcd-quota-bytes")
+	cfg.EtcdCompactionRetention = c.String("etcd-compaction-retention")
+	var err error
+	if cfg.ServiceCIDR, err = config.ParseCIDR("service-cidr", c.String("service-cidr")); err != nil {
+		return cfg, err
+	}
+	if cfg.ClusterCIDR, err = config.ParseCIDR("cluster-cidr", c.String("cluster-cidr")); err != nil {
+		return cfg, err
+	}
+	if cfg.NodePortRange, err = config.ParsePortRange(c.String("service-node-port-range")); err != nil {
+		return cfg, fmt.Errorf("--service-node-port-range: %w", err)
+	}
+	cfg.ClusterDomain = c.String("cluster-domain")
+	cfg.DisableAgent = c.Bool("disable-agent")
+	cfg.Debug = c.Bool("debug")
+	return cfg, nil
+}
+
+func runServer(c *cli.Context) error {
+	cfg, err := serverConfig(c)
+	if err != nil {
+		return err
+	}
+	log := newLogger(c)
+	if !cfg.DisableAgent {
+		log.Info("this build has no agent yet: running the control plane only, as with --disable-agent")
+	}
+	srv, err := server.New(cfg, log, Version)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return srv.Run(ctx)
+}

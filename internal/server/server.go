@@ -1,0 +1,259 @@
+// Package server composes `skiff server`: TLS material, the embedded etcd,
+// and the API server. Each part is started, waited for and stopped here;
+// none of them knows about flags.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"skiff/internal/apiserver"
+	"skiff/internal/config"
+	"skiff/internal/etcd"
+	"skiff/internal/pki"
+	"skiff/internal/registry"
+	"skiff/internal/storage"
+)
+
+// Server is a running (or runnable) skiff server.
+type Server struct {
+	cfg     config.Server
+	log     *slog.Logger
+	version string
+	ready   chan struct{}
+}
+
+// New checks cfg and returns a server to Run.
+func New(cfg config.Server, log *slog.Logger, version string) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: a data dir is required")
+	}
+	if cfg.ServiceCIDR == nil {
+		return nil, errors.New("server: a service CIDR is required")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{cfg: cfg, log: log, version: version, ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once the API server answers and the default objects exist.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Layout is the server's data-dir layout.
+func (s *Server) Layout() config.Layout { return config.Layout{DataDir: s.cfg.DataDir} }
+
+// Run starts everything and serves until ctx is done, then stops it all.
+func (s *Server) Run(ctx context.Context) error {
+	layout := s.Layout()
+	s.log.Info("starting", "dataDir", s.cfg.DataDir, "version", s.version)
+	tlsFiles, err := s.ensureTLS(layout)
+	if err != nil {
+		return err
+	}
+
+	db, err := etcd.Start(ctx, etcd.Config{
+		DataDir:             layout.EtcdDir(),
+		ListenAddress:       s.cfg.EtcdListenAddress,
+		ClientPort:          s.cfg.EtcdClientPort,
+		PeerPort:            s.cfg.EtcdPeerPort,
+		QuotaBytes:          s.cfg.EtcdQuotaBytes,
+		CompactionRetention: s.cfg.EtcdCompactionRetention,
+		Logger:              s.log.With("component", "etcd"),
+		Debug:               s.cfg.Debug,
+	})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	reg, err := registry.New()
+	if err != nil {
+		return err
+	}
+	api, err := apiserver.New(apiserver.Config{
+		Registry:      reg,
+		Store:         storage.New(db.Client(), reg.Scheme()),
+		Logger:        s.log,
+		BindAddress:   s.cfg.BindAddress,
+		Port:          s.cfg.HTTPSPort,
+		CertFile:      tlsFiles.servingCert,
+		KeyFile:       tlsFiles.servingKey,
+		ClientCA:      tlsFiles.ca.CertPool(),
+		TokenSecret:   tlsFiles.tokenSecret,
+		ServiceCIDR:   s.cfg.ServiceCIDR,
+		NodePortRange: s.cfg.NodePortRange,
+		AdvertiseIP:   s.advertiseIP(),
+		Version:       s.version,
+	})
+	if err != nil {
+		return err
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- api.Run(runCtx) }()
+
+	select {
+	case <-api.Ready():
+		close(s.ready)
+		s.log.Info("ready", "kubeconfig", s.cfg.KubeconfigPath, "api", fmt.Sprintf("https://%s", net.JoinHostPort(s.localHost(), strconv.Itoa(s.cfg.HTTPSPort))))
+	case err := <-apiDone:
+		return err
+	case err := <-db.Err():
+		cancel()
+		<-apiDone
+		return fmt.Errorf("etcd failed: %w", err)
+	}
+
+	select {
+	case <-ctx.Done():
+		s.log.Info("stopping")
+		cancel()
+		err = <-apiDone
+	case err = <-apiDone:
+	case err = <-db.Err():
+		err = fmt.Errorf("etcd failed: %w", err)
+		cancel()
+		<-apiDone
+	}
+	if cerr := db.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	s.log.Info("stopped")
+	return err
+}
+
+type tlsFiles struct {
+	ca                      *pki.CA
+	servingCert, servingKey string
+	tokenSecret             string
+}
+
+// ensureTLS creates (first start) or loads the CA, the serving and admin
+// certificates, the join token and the admin kubeconfig.
+func (s *Server) ensureTLS(layout config.Layout) (*tlsFiles, error) {
+	ca, err := pki.EnsureCA(layout.TLSDir())
+	if err != nil {
+		return nil, fmt.Errorf("cluster CA: %w", err)
+	}
+	dns, ips := s.servingSANs()
+	certFile, keyFile, err := ca.EnsureServingCert(layout.TLSDir(), "serving-kube-apiserver", dns, ips)
+	if err != nil {
+		return nil, fmt.Errorf("serving certificate: %w", err)
+	}
+	adminCert, adminKey, err := ca.EnsureClientCert(layout.TLSDir(), "client-admin", "system:admin", []string{"system:masters"})
+	if err != nil {
+		return nil, fmt.Errorf("admin certificate: %w", err)
+	}
+	token, err := pki.EnsureToken(layout.TokenFile(), ca.CertPEM)
+	if err != nil {
+		return nil, fmt.Errorf("join token: %w", err)
+	}
+	_, secret, err := pki.ParseToken(token)
+	if err != nil {
+		return nil, fmt.Errorf("join token %s: %w", layout.TokenFile(), err)
+	}
+	url := "https://" + net.JoinHostPort(s.localHost(), strconv.Itoa(s.cfg.HTTPSPort))
+	kc, err := pki.Kubeconfig("default", url, ca.CertPEM, adminCert, adminKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := pki.WriteFileAtomic(layout.AdminKubeconfig(), kc, 0o600); err != nil {
+		return nil, fmt.Errorf("write admin kubeconfig: %w", err)
+	}
+	if p := s.cfg.KubeconfigPath; p != "" {
+		mode := os.FileMode(s.cfg.KubeconfigMode)
+		if mode == 0 {
+			mode = 0o600
+		}
+		if err := pki.WriteFileAtomic(p, kc, mode); err != nil {
+			return nil, fmt.Errorf("write kubeconfig to %s: %w (use --write-kubeconfig to choose another path)", p, err)
+		}
+	}
+	return &tlsFiles{ca: ca, servingCert: certFile, servingKey: keyFile, tokenSecret: secret}, nil
+}
+
+// localHost is the host in the admin kubeconfig: loopback, unless the API
+// listens on one address only.
+func (s *Server) localHost() string {
+	if ip := net.ParseIP(s.cfg.BindAddress); ip != nil && !ip.IsUnspecified() {
+		return ip.String()
+	}
+	return "127.0.0.1"
+}
+
+func (s *Server) advertiseIP() net.IP {
+	if len(s.cfg.AdvertiseIPs) > 0 {
+		return s.cfg.AdvertiseIPs[0]
+	}
+	if ip := net.ParseIP(s.cfg.BindAddress); ip != nil && !ip.IsUnspecified() {
+		return ip
+	}
+	if ips := hostIPs(); len(ips) > 0 {
+		return ips[0]
+	}
+	return net.IPv4(127, 0, 0, 1)
+}
+
+// servingSANs lists the names and addresses the serving certificate covers.
+func (s *Server) servingSANs() ([]string, []net.IP) {
+	dns := []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+		"kubernetes.default.svc." + s.cfg.ClusterDomain}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		dns = append(dns, h)
+	}
+	ips := []net.IP{net.IPv4(127, 0, 0, 1), firstServiceIP(s.cfg.ServiceCIDR)}
+	ips = append(ips, s.cfg.AdvertiseIPs...)
+	ips = append(ips, hostIPs()...)
+	if ip := net.ParseIP(s.cfg.BindAddress); ip != nil && !ip.IsUnspecified() {
+		ips = append(ips, ip)
+	}
+	for _, san := range s.cfg.TLSSANs {
+		if ip := net.ParseIP(san); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, san)
+		}
+	}
+	return dns, ips
+}
+
+func firstServiceIP(cidr *net.IPNet) net.IP {
+	ip := make(net.IP, len(cidr.IP.To4()))
+	copy(ip, cidr.IP.To4())
+	ip[len(ip)-1]++
+	return ip
+}
+
+// hostIPs are the node's global unicast addresses.
+func hostIPs() []net.IP {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []net.IP
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.IsGlobalUnicast() && n.IP.To4() != nil {
+			out = append(out, n.IP)
+		}
+	}
+	return out
+}
+
+// ReadKubeconfig returns the admin kubeconfig kept in the data dir.
+func ReadKubeconfig(dataDir string) ([]byte, error) {
+	p := config.Layout{DataDir: dataDir}.AdminKubeconfig()
+	data, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no kubeconfig at %s: has `skiff server --data-dir %s` run yet?", p, filepath.Clean(dataDir))
+	}
+	return data, err
+}
