@@ -692,3 +692,42 @@ func TestBadRequests(t *testing.T) {
 	}
 	_ = autoscalingv1.Scale{}
 }
+
+func TestWatchTimeoutAndTableEvents(t *testing.T) {
+	s := servertest.Start(t, "")
+	c := s.Client(t).(*kubernetes.Clientset)
+	ctx := ctxT(t)
+	w, err := c.CoreV1().ConfigMaps("default").Watch(ctx, metav1.ListOptions{TimeoutSeconds: ptr.To(int64(1)), ResourceVersion: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case _, ok := <-w.ResultChan():
+		for ok {
+			_, ok = <-w.ResultChan()
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("watch with timeoutSeconds=1 still open after 15s")
+	}
+
+	// kubectl get -w asks for tables: each event carries a one-row Table.
+	stream, err := c.CoreV1().RESTClient().Get().Namespace("default").Resource("pods").
+		Param("watch", "true").SetHeader("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").Stream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	if _, err := c.CoreV1().Pods("default").Create(ctx, pod("watched", ""), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var ev struct {
+		Type   string
+		Object metav1.Table
+	}
+	if err := json.NewDecoder(stream).Decode(&ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Type != "ADDED" || ev.Object.Kind != "Table" || len(ev.Object.Rows) != 1 || ev.Object.Rows[0].Cells[0] != "watched" {
+		t.Fatalf("table watch event: %+v", ev)
+	}
+}

@@ -63,6 +63,8 @@ func storeErr(err error, gr schema.GroupResource, name string) error {
 		return apierrors.NewAlreadyExists(gr, name)
 	case errors.Is(err, storage.ErrConflict):
 		return apierrors.NewConflict(gr, name, errors.New(conflictMessage))
+	case errors.Is(err, storage.ErrFutureRevision):
+		return apierrors.NewTimeoutError("Too large resource version: the requested resourceVersion is newer than the server's; retry later", 1)
 	case errors.Is(err, storage.ErrCompacted):
 		return apierrors.NewResourceExpired("too old resource version: the requested revision has been compacted")
 	}

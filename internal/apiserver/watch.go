@@ -43,7 +43,9 @@ func (q *request) watch() {
 			q.fail(badRequest("timeoutSeconds %q: not a non-negative number", v))
 			return
 		}
-		timeout = time.Duration(n) * time.Second
+		if n > 0 {
+			timeout = time.Duration(n) * time.Second
+		}
 	}
 	ctx, cancel := context.WithTimeout(q.r.Context(), timeout)
 	defer cancel()
@@ -72,7 +74,7 @@ func (q *request) watch() {
 			return
 		}
 		// Answer 410 up front when the revision is compacted away.
-		if _, _, err := q.s.store.List(ctx, p+"\x00", from); errors.Is(err, storage.ErrCompacted) {
+		if _, _, err := q.s.store.List(ctx, p+"\x00", from); errors.Is(err, storage.ErrCompacted) || errors.Is(err, storage.ErrFutureRevision) {
 			q.fail(storeErr(err, q.res.GroupResource(), ""))
 			return
 		}
@@ -110,21 +112,29 @@ func (q *request) watch() {
 			return
 		}
 	}
-	if sendInitial {
+	bookmark := func(rev int64, annotations map[string]string) runtime.Object {
 		bm := q.res.New()
 		m, _ := meta.Accessor(bm)
-		m.SetResourceVersion(strconv.FormatInt(from, 10))
-		m.SetAnnotations(map[string]string{initialEventsEndAnnotation: "true"})
-		if !send(watch.Bookmark, bm) {
-			return
-		}
+		m.SetResourceVersion(strconv.FormatInt(rev, 10))
+		m.SetAnnotations(annotations)
+		return bm
 	}
+	if sendInitial && !send(watch.Bookmark, bookmark(from, map[string]string{initialEventsEndAnnotation: "true"})) {
+		return
+	}
+	wantBookmarks := query.Get("allowWatchBookmarks") == "true" && out.kind == outputObject
 	for ev := range events {
 		if ev.Err != nil {
 			status := toStatus(storeErr(ev.Err, q.res.GroupResource(), ""))
 			raw, _ := json.Marshal(status)
 			_ = enc.Encode(&metav1.WatchEvent{Type: string(watch.Error), Object: runtime.RawExtension{Raw: raw}})
 			return
+		}
+		if ev.Type == watch.Bookmark {
+			if wantBookmarks && !send(watch.Bookmark, bookmark(ev.Revision, nil)) {
+				return
+			}
+			continue
 		}
 		typ, obj := filterEvent(ev, match)
 		if typ == "" {

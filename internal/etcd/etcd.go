@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
@@ -27,6 +28,9 @@ import (
 // maxRequestBytes is what etcd accepts in one request. The API server takes
 // bodies up to 3 MiB; the extra room is for the key and the Txn around it.
 const maxRequestBytes = 4 << 20
+
+// watchProgressInterval is how often etcd tells an idle watch its revision.
+const watchProgressInterval = time.Minute
 
 // Config configures the embedded etcd member.
 type Config struct {
@@ -268,6 +272,9 @@ func (cfg Config) embedConfig(stopping *atomic.Bool) *embed.Config {
 	// skiff talks to etcd in-process and through gRPC; the JSON gateway
 	// would only add an unused HTTP surface.
 	ec.EnableGRPCGateway = false
+	// Progress notifications let the API server send watch bookmarks, so an
+	// idle watcher's resourceVersion stays ahead of compaction.
+	ec.WatchProgressNotifyInterval = watchProgressInterval
 
 	level := zapcore.ErrorLevel
 	if cfg.Debug {

@@ -22,8 +22,8 @@ var (
 	ErrExists    = errors.New("already exists")
 	ErrConflict  = errors.New("resourceVersion conflict")
 	ErrCompacted = errors.New("resource version compacted")
-	// ErrPrecondition: a delete or update precondition (uid) did not hold.
-	ErrPrecondition = errors.New("precondition failed")
+	// ErrFutureRevision: a read at a revision the store has not reached.
+	ErrFutureRevision = errors.New("resource version is newer than the store's")
 )
 
 // Store reads and writes objects in etcd.
@@ -227,7 +227,7 @@ func mapErr(err error) error {
 		return ErrCompacted
 	}
 	if errors.Is(err, rpctypes.ErrFutureRev) || errors.Is(err, rpctypes.ErrGRPCFutureRev) {
-		return fmt.Errorf("%w: resource version is newer than the store's", err)
+		return ErrFutureRevision
 	}
 	return err
 }

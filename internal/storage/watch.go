@@ -10,7 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 )
 
-// Event is one change under a watched prefix. For Deleted, Object is the
+// Event is one change under a watched prefix, or a Bookmark: no change, but
+// every change up to Revision has been sent. For Deleted, Object is the
 // last state with the deletion's revision; PrevObject is set for Modified
 // and Deleted so a filtering watcher can tell an object leaving its filter.
 type Event struct {
@@ -36,7 +37,7 @@ func (s *Store) Watch(ctx context.Context, prefix string, rev int64) <-chan Even
 	out := make(chan Event, WatchBuffer)
 	ctx, cancel := context.WithCancel(ctx)
 	wch := s.client.Watch(clientv3.WithRequireLeader(ctx), prefix,
-		clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV())
+		clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
 	go func() {
 		defer close(out)
 		defer cancel()
@@ -48,6 +49,14 @@ func (s *Store) Watch(ctx context.Context, prefix string, rev int64) <-chan Even
 			if err := resp.Err(); err != nil {
 				sendErr(out, fmt.Errorf("watch %s: %w", prefix, mapErr(err)))
 				return
+			}
+			if resp.IsProgressNotify() {
+				// Every event up to this revision has been delivered.
+				select {
+				case out <- Event{Type: watch.Bookmark, Revision: resp.Header.Revision}:
+				default:
+				}
+				continue
 			}
 			for _, ev := range resp.Events {
 				e, err := s.event(ev)

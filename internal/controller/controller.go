@@ -1,0 +1,103 @@
+// Package controller holds what skiff's controllers share: the context they
+// are built from and the workqueue loop of Kubernetes' sample-controller.
+// Each controller lives in its own subpackage.
+package controller
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// Context is what every controller is built from.
+type Context struct {
+	Client    kubernetes.Interface
+	Informers informers.SharedInformerFactory
+	// Recorder emits Events; the broadcaster deduplicates them with counts.
+	Recorder func(component string) record.EventRecorder
+	Logger   *slog.Logger
+}
+
+// Queue is a rate-limited queue of object keys ("namespace/name").
+type Queue = workqueue.TypedRateLimitingInterface[string]
+
+// NewQueue returns a named rate-limited queue with exponential per-item
+// backoff (5 ms doubling up to 1000 s) and an overall token bucket.
+func NewQueue(name string) Queue {
+	return workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.DefaultTypedControllerRateLimiter[string](),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: name})
+}
+
+// Enqueue adds obj's key to q; tombstones are unwrapped.
+func Enqueue(q Queue, obj interface{}) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err == nil {
+		q.Add(key)
+	}
+}
+
+// maxRetries is how often a failing key is retried before it is dropped
+// (with a log line); the next change to the object enqueues it again.
+const maxRetries = 15
+
+// SyncFunc reconciles one key from the current state. It must be idempotent.
+type SyncFunc func(ctx context.Context, key string) error
+
+// RunWorkers runs workers goroutines draining q with sync until ctx is done,
+// then shuts the queue down and waits for them. NotFound errors count as
+// success; other errors are retried with backoff.
+func RunWorkers(ctx context.Context, log *slog.Logger, q Queue, workers int, syncKey SyncFunc) {
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for processNext(ctx, log, q, syncKey) {
+			}
+		}()
+	}
+	<-ctx.Done()
+	q.ShutDown()
+	wg.Wait()
+}
+
+func processNext(ctx context.Context, log *slog.Logger, q Queue, syncKey SyncFunc) bool {
+	key, quit := q.Get()
+	if quit {
+		return false
+	}
+	defer q.Done(key)
+	start := time.Now()
+	err := syncKey(ctx, key)
+	switch {
+	case err == nil || apierrors.IsNotFound(err):
+		q.Forget(key)
+	case ctx.Err() != nil:
+		q.Forget(key)
+	case q.NumRequeues(key) < maxRetries:
+		log.Debug("sync failed; will retry", "key", key, "err", err, "took", time.Since(start))
+		q.AddRateLimited(key)
+	default:
+		log.Warn("sync failed too often; dropping until the object changes", "key", key, "err", err)
+		q.Forget(key)
+	}
+	return true
+}
+
+// WaitForSync waits for the informers' caches; false if ctx ended first.
+func WaitForSync(ctx context.Context, log *slog.Logger, synced ...cache.InformerSynced) bool {
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		log.Info("stopped before caches synced")
+		return false
+	}
+	return true
+}
