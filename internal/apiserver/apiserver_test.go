@@ -67,7 +67,7 @@ func deployment(name string, replicas int32) *appsv1.Deployment {
 }
 
 func TestCRUDAndConflict(t *testing.T) {
-	s := servertest.Start(t, "")
+	s := servertest.Start(t, "", servertest.NoControlPlane)
 	c := s.Client(t)
 	ctx := ctxT(t)
 	cms := c.CoreV1().ConfigMaps("default")
@@ -128,7 +128,7 @@ func TestCRUDAndConflict(t *testing.T) {
 }
 
 func TestValidationAndNamespaces(t *testing.T) {
-	s := servertest.Start(t, "")
+	s := servertest.Start(t, "", servertest.NoControlPlane)
 	c := s.Client(t)
 	ctx := ctxT(t)
 
@@ -180,7 +180,7 @@ func TestValidationAndNamespaces(t *testing.T) {
 }
 
 func TestDefaultsGenerationAndStatusSplit(t *testing.T) {
-	s := servertest.Start(t, "")
+	s := servertest.Start(t, "", servertest.NoControlPlane)
 	c := s.Client(t)
 	ctx := ctxT(t)
 	deps := c.AppsV1().Deployments("default")
@@ -247,7 +247,7 @@ func TestDefaultsGenerationAndStatusSplit(t *testing.T) {
 }
 
 func TestPatchTypes(t *testing.T) {
-	s := servertest.Start(t, "")
+	s := servertest.Start(t, "", servertest.NoControlPlane)
 	c := s.Client(t)
 	ctx := ctxT(t)
 	deps := c.AppsV1().Deployments("default")
@@ -291,7 +291,7 @@ func TestPatchTypes(t *testing.T) {
 }
 
 func TestSelectors(t *testing.T) {
-	s := servertest.Start(t, "")
+	s := servertest.Start(t, "", servertest.NoControlPlane)
 	c := s.Client(t)
 	ctx := ctxT(t)
 	pods := c.CoreV1().Pods("default")
@@ -333,7 +333,7 @@ func names(l *corev1.PodList) []string {
 }
 
 func TestPodGracefulDeletionAndFinalizers(t *testing.T) {
-	s := servertest.Start(t, "")
+	s := servertest.Start(t, "", servertest.NoControlPlane)
 	c := s.Client(t)
 	ctx := ctxT(t)
 	pods := c.CoreV1().Pods("default")
@@ -389,7 +389,7 @@ func TestPodGracefulDeletionAndFinalizers(t *testing.T) {
 }
 
 func TestWatchResumeAndCompaction(t *testing.T) {
-	s := servertest.Start(t, "")
+	s := servertest.Start(t, "", servertest.NoControlPlane)
 	c := s.Client(t)
 	ctx := ctxT(t)
 	cms := c.CoreV1().ConfigMaps("default")
@@ -460,7 +460,7 @@ func next(t *testing.T, w watch.Interface) watch.Event {
 }
 
 func TestSendInitialEventsAndInformer(t *testing.T) {
-	s := servertest.Start(t, "")
+	s := servertest.Start(t, "", servertest.NoControlPlane)
 	c := s.Client(t)
 	ctx := ctxT(t)
 	cms := c.CoreV1().ConfigMaps("default")
@@ -529,7 +529,7 @@ func TestSendInitialEventsAndInformer(t *testing.T) {
 }
 
 func TestClusterIPsUniqueUnderConcurrentCreates(t *testing.T) {
-	s := servertest.Start(t, "")
+	s := servertest.Start(t, "", servertest.NoControlPlane)
 	c := s.Client(t)
 	ctx := ctxT(t)
 	const n = 50
@@ -584,7 +584,7 @@ func TestClusterIPsUniqueUnderConcurrentCreates(t *testing.T) {
 
 func TestPersistenceAcrossRestart(t *testing.T) {
 	dir := t.TempDir()
-	s := servertest.Start(t, dir)
+	s := servertest.Start(t, dir, servertest.NoControlPlane)
 	c := s.Client(t)
 	ctx := ctxT(t)
 	if _, err := c.CoreV1().ConfigMaps("default").Create(ctx, configMap("keep", map[string]string{"a": "b"}), metav1.CreateOptions{}); err != nil {
@@ -600,7 +600,7 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 }
 
 func TestAuthentication(t *testing.T) {
-	s := servertest.Start(t, "")
+	s := servertest.Start(t, "", servertest.NoControlPlane)
 	rc := s.RESTConfig(t)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(rc.CAData)
@@ -645,7 +645,7 @@ func TestAuthentication(t *testing.T) {
 }
 
 func TestBadRequests(t *testing.T) {
-	s := servertest.Start(t, "")
+	s := servertest.Start(t, "", servertest.NoControlPlane)
 	c := s.Client(t).(*kubernetes.Clientset)
 	rc := c.CoreV1().RESTClient()
 	ctx := ctxT(t)
@@ -694,7 +694,7 @@ func TestBadRequests(t *testing.T) {
 }
 
 func TestWatchTimeoutAndTableEvents(t *testing.T) {
-	s := servertest.Start(t, "")
+	s := servertest.Start(t, "", servertest.NoControlPlane)
 	c := s.Client(t).(*kubernetes.Clientset)
 	ctx := ctxT(t)
 	w, err := c.CoreV1().ConfigMaps("default").Watch(ctx, metav1.ListOptions{TimeoutSeconds: ptr.To(int64(1)), ResourceVersion: "1"})

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -36,6 +37,13 @@ func serverCommand() *cli.Command {
 			&cli.StringFlag{Name: "service-node-port-range", Value: config.DefaultNodePortRange, Usage: "NodePort range"},
 			&cli.StringFlag{Name: "cluster-domain", Value: config.DefaultClusterDomain, Usage: "cluster DNS domain"},
 			&cli.BoolFlag{Name: "disable-agent", Usage: "run the control plane only, no kubelet on this node"},
+			&cli.BoolFlag{Name: "disable-scheduler", Usage: "do not run the scheduler on this server"},
+			&cli.BoolFlag{Name: "disable-controller-manager", Usage: "do not run the controllers on this server"},
+			&cli.StringFlag{Name: "node-name", Usage: "this node's name (default: the host name)", EnvVars: []string{"SKIFF_NODE_NAME"}},
+			&cli.DurationFlag{Name: "leader-elect-ttl", Value: def.LeaderElectTTL, Usage: "control-plane leader lease TTL; a dead leader is replaced within it"},
+			&cli.DurationFlag{Name: "node-monitor-grace-period", Value: def.Controllers.NodeMonitorGracePeriod, Usage: "how long a node may miss lease renewals before it is marked not ready"},
+			&cli.Int64Flag{Name: "default-not-ready-toleration-seconds", Value: def.Controllers.DefaultNotReadyTolerationSeconds, Usage: "how long pods tolerate a not-ready or unreachable node by default"},
+			&cli.IntFlag{Name: "terminated-pod-gc-threshold", Value: def.Controllers.TerminatedPodGCThreshold, Usage: "terminated pods kept before the oldest are deleted"},
 		},
 		Action: runServer,
 	}
@@ -81,6 +89,16 @@ func serverConfig(c *cli.Context) (config.Server, error) {
 	}
 	cfg.ClusterDomain = c.String("cluster-domain")
 	cfg.DisableAgent = c.Bool("disable-agent")
+	cfg.DisableScheduler = c.Bool("disable-scheduler")
+	cfg.DisableControllerManager = c.Bool("disable-controller-manager")
+	cfg.NodeName = c.String("node-name")
+	cfg.LeaderElectTTL = c.Duration("leader-elect-ttl")
+	if cfg.LeaderElectTTL < 2*time.Second {
+		return cfg, fmt.Errorf("--leader-elect-ttl %v: must be at least 2s", cfg.LeaderElectTTL)
+	}
+	cfg.Controllers.NodeMonitorGracePeriod = c.Duration("node-monitor-grace-period")
+	cfg.Controllers.DefaultNotReadyTolerationSeconds = c.Int64("default-not-ready-toleration-seconds")
+	cfg.Controllers.TerminatedPodGCThreshold = c.Int("terminated-pod-gc-threshold")
 	cfg.Debug = c.Bool("debug")
 	return cfg, nil
 }

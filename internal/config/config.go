@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"time"
 )
 
 // Defaults, the same as k3s's so that homelab users find what they expect.
@@ -53,7 +54,32 @@ type Server struct {
 	ClusterDomain string
 
 	DisableAgent bool
-	Debug        bool
+	// DisableScheduler and DisableControllerManager keep those control
+	// loops off this server (it still serves the API and joins elections
+	// for whatever is left on).
+	DisableScheduler         bool
+	DisableControllerManager bool
+	// LeaderElectTTL is the control-plane leader's lease TTL: a dead leader
+	// is replaced within it.
+	LeaderElectTTL time.Duration
+	// NodeName names this server in elections (and, later, as a node).
+	NodeName string
+	// Controllers holds the controllers' own settings.
+	Controllers Controllers
+
+	Debug bool
+}
+
+// Controllers are the settings of the control loops.
+type Controllers struct {
+	// NodeMonitorGracePeriod is how long a node may go without renewing
+	// its lease before it is marked not ready.
+	NodeMonitorGracePeriod time.Duration
+	// DefaultNotReadyTolerationSeconds is the toleration added to pods for
+	// the not-ready and unreachable taints.
+	DefaultNotReadyTolerationSeconds int64
+	// TerminatedPodGCThreshold is how many terminated pods are kept.
+	TerminatedPodGCThreshold int
 }
 
 // PortRange is an inclusive range of ports.
@@ -104,6 +130,12 @@ func DefaultServer() Server {
 		ClusterCIDR:             cluster,
 		NodePortRange:           npr,
 		ClusterDomain:           DefaultClusterDomain,
+		LeaderElectTTL:          10 * time.Second,
+		Controllers: Controllers{
+			NodeMonitorGracePeriod:           40 * time.Second,
+			DefaultNotReadyTolerationSeconds: 300,
+			TerminatedPodGCThreshold:         12500,
+		},
 	}
 }
 

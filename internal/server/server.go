@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"skiff/internal/apiserver"
 	"skiff/internal/config"
@@ -39,6 +40,16 @@ func New(cfg config.Server, log *slog.Logger, version string) (*Server, error) {
 	}
 	if log == nil {
 		log = slog.Default()
+	}
+	if cfg.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("server: no --node-name and no hostname: %w", err)
+		}
+		cfg.NodeName = strings.ToLower(h)
+	}
+	if cfg.LeaderElectTTL == 0 {
+		cfg.LeaderElectTTL = config.DefaultServer().LeaderElectTTL
 	}
 	return &Server{cfg: cfg, log: log, version: version, ready: make(chan struct{})}, nil
 }
@@ -113,16 +124,32 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("etcd failed: %w", err)
 	}
 
+	rc, err := loopbackConfig(tlsFiles.adminKubeconfig)
+	if err != nil {
+		cancel()
+		<-apiDone
+		return err
+	}
+	// The control loops stop first, while the API still answers them.
+	cpCtx, stopControlPlane := context.WithCancel(runCtx)
+	cpDone := make(chan error, 1)
+	go func() { cpDone <- s.runControlPlane(cpCtx, db.Client(), rc) }()
+
 	select {
 	case <-ctx.Done():
 		s.log.Info("stopping")
-		cancel()
-		err = <-apiDone
 	case err = <-apiDone:
+		apiDone <- err
 	case err = <-db.Err():
 		err = fmt.Errorf("etcd failed: %w", err)
-		cancel()
-		<-apiDone
+	}
+	stopControlPlane()
+	if cpErr := <-cpDone; cpErr != nil && err == nil {
+		err = cpErr
+	}
+	cancel()
+	if apiErr := <-apiDone; apiErr != nil && err == nil {
+		err = apiErr
 	}
 	if cerr := db.Close(); cerr != nil && err == nil {
 		err = cerr
@@ -135,6 +162,7 @@ type tlsFiles struct {
 	ca                      *pki.CA
 	servingCert, servingKey string
 	tokenSecret             string
+	adminKubeconfig         []byte
 }
 
 // ensureTLS creates (first start) or loads the CA, the serving and admin
@@ -178,7 +206,7 @@ func (s *Server) ensureTLS(layout config.Layout) (*tlsFiles, error) {
 			return nil, fmt.Errorf("write kubeconfig to %s: %w (use --write-kubeconfig to choose another path)", p, err)
 		}
 	}
-	return &tlsFiles{ca: ca, servingCert: certFile, servingKey: keyFile, tokenSecret: secret}, nil
+	return &tlsFiles{ca: ca, servingCert: certFile, servingKey: keyFile, tokenSecret: secret, adminKubeconfig: kc}, nil
 }
 
 // localHost is the host in the admin kubeconfig: loopback, unless the API

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -31,6 +32,15 @@ type Server struct {
 
 // Option changes the server's config before it starts.
 type Option func(*config.Server)
+
+// NoControlPlane runs the API only: no scheduler, no controllers.
+func NoControlPlane(c *config.Server) {
+	c.DisableScheduler = true
+	c.DisableControllerManager = true
+}
+
+// FastLeaderElection shortens the leader lease so tests see failover quickly.
+func FastLeaderElection(c *config.Server) { c.LeaderElectTTL = 3 * time.Second }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
 func FreePort(t testing.TB) int {
@@ -58,6 +68,7 @@ func Start(t testing.TB, dataDir string, opts ...Option) *Server {
 	cfg.EtcdPeerPort = FreePort(t)
 	cfg.KubeconfigPath = filepath.Join(dataDir, "kubeconfig.yaml")
 	cfg.DisableAgent = true
+	cfg.NodeName = "server-" + strconv.Itoa(cfg.HTTPSPort)
 	for _, o := range opts {
 		o(&cfg)
 	}
