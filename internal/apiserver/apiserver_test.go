@@ -731,3 +731,33 @@ func TestWatchTimeoutAndTableEvents(t *testing.T) {
 		t.Fatalf("table watch event: %+v", ev)
 	}
 }
+
+func TestPropagationPolicyFinalizers(t *testing.T) {
+	s := servertest.Start(t, "", servertest.NoControlPlane)
+	c := s.Client(t)
+	ctx := ctxT(t)
+	cms := c.CoreV1().ConfigMaps("default")
+	for policy, finalizer := range map[metav1.DeletionPropagation]string{
+		metav1.DeletePropagationForeground: metav1.FinalizerDeleteDependents,
+		metav1.DeletePropagationOrphan:     metav1.FinalizerOrphanDependents,
+	} {
+		name := strings.ToLower(string(policy))
+		if _, err := cms.Create(ctx, configMap(name, nil), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := cms.Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &policy}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := cms.Get(ctx, name, metav1.GetOptions{})
+		if err != nil || got.DeletionTimestamp == nil || len(got.Finalizers) != 1 || got.Finalizers[0] != finalizer {
+			t.Fatalf("%s delete: want deletionTimestamp and finalizer %s, got %v %+v", policy, finalizer, err, got.ObjectMeta)
+		}
+	}
+	bad := metav1.DeletionPropagation("Sideways")
+	if _, err := cms.Create(ctx, configMap("bad", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cms.Delete(ctx, "bad", metav1.DeleteOptions{PropagationPolicy: &bad}); !apierrors.IsInvalid(err) {
+		t.Fatalf("unknown propagationPolicy: want Invalid, got %v", err)
+	}
+}

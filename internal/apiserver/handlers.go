@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -448,18 +449,38 @@ func (s *Server) pendingDeletion(cur runtime.Object, opts *metav1.DeleteOptions)
 			return next, true
 		}
 	}
+	// The garbage collector acts on these finalizers: dependents first
+	// (Foreground), or dependents released (Orphan).
+	finalizers := m.GetFinalizers()
+	addFinalizer := ""
+	switch {
+	case opts.PropagationPolicy != nil && *opts.PropagationPolicy == metav1.DeletePropagationForeground:
+		addFinalizer = metav1.FinalizerDeleteDependents
+	case opts.PropagationPolicy != nil && *opts.PropagationPolicy == metav1.DeletePropagationOrphan,
+		opts.PropagationPolicy == nil && opts.OrphanDependents != nil && *opts.OrphanDependents:
+		addFinalizer = metav1.FinalizerOrphanDependents
+	}
+	if addFinalizer != "" && slices.Contains(finalizers, addFinalizer) {
+		addFinalizer = ""
+	}
 	ns, isNamespace := cur.(*corev1.Namespace)
-	if len(m.GetFinalizers()) == 0 && !(isNamespace && len(ns.Spec.Finalizers) > 0) {
+	if len(finalizers) == 0 && addFinalizer == "" && !(isNamespace && len(ns.Spec.Finalizers) > 0) {
 		return nil, false
 	}
-	if m.GetDeletionTimestamp() != nil {
+	zero := int64(0)
+	graceDone := m.GetDeletionGracePeriodSeconds() != nil && *m.GetDeletionGracePeriodSeconds() == 0
+	if m.GetDeletionTimestamp() != nil && graceDone && addFinalizer == "" {
 		return nil, true
 	}
 	next := cur.DeepCopyObject()
 	nm, _ := meta.Accessor(next)
-	nm.SetDeletionTimestamp(&now)
-	zero := int64(0)
+	if nm.GetDeletionTimestamp() == nil || !graceDone {
+		nm.SetDeletionTimestamp(&now)
+	}
 	nm.SetDeletionGracePeriodSeconds(&zero)
+	if addFinalizer != "" {
+		nm.SetFinalizers(append(finalizers, addFinalizer))
+	}
 	if n, ok := next.(*corev1.Namespace); ok {
 		n.Status.Phase = corev1.NamespaceTerminating
 	}
