@@ -74,9 +74,7 @@ func defaultObject(obj runtime.Object) {
 	case *corev1.Endpoints:
 		defaultEndpoints(o)
 	case *corev1.Secret:
-		if o.Type == "" {
-			o.Type = corev1.SecretTypeOpaque
-		}
+		defaultSecret(o)
 	case *corev1.PersistentVolume:
 		defaultPersistentVolume(o)
 	case *corev1.PersistentVolumeClaim:

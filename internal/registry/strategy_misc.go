@@ -18,8 +18,8 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	"k8s.io/apimachinery/pkg/api/validate/content"
+	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -63,15 +63,33 @@ func defaultNamespace(n *corev1.Namespace) {
 func validateNamespace(n *corev1.Namespace) field.ErrorList {
 	errs := validateMeta(&n.ObjectMeta, false, apimachineryvalidation.ValidateNamespaceName)
 	for i, f := range n.Spec.Finalizers {
-		errs = append(errs, apimachineryvalidation.ValidateFinalizerName(string(f), field.NewPath("spec", "finalizers").Index(i))...)
+		fp := field.NewPath("spec", "finalizers").Index(i)
+		errs = append(errs, apimachineryvalidation.ValidateFinalizerName(string(f), fp)...)
+		if !strings.Contains(string(f), "/") && !standardFinalizers[string(f)] {
+			errs = append(errs, field.Invalid(fp, f, "name is neither a standard finalizer name nor is it fully qualified"))
+		}
 	}
 	return errs
 }
 
+// standardFinalizers are the finalizer names without a domain.
+var standardFinalizers = map[string]bool{
+	string(corev1.FinalizerKubernetes): true,
+	metav1.FinalizerOrphanDependents:   true,
+	metav1.FinalizerDeleteDependents:   true,
+}
+
 // Node.
 
-// defaultNode: what is allocatable defaults to the capacity.
+// defaultNode: podCIDR and podCIDRs say the same (the API keeps them in
+// step), and what is allocatable defaults to the capacity.
 func defaultNode(n *corev1.Node) {
+	switch {
+	case n.Spec.PodCIDR != "" && len(n.Spec.PodCIDRs) == 0:
+		n.Spec.PodCIDRs = []string{n.Spec.PodCIDR}
+	case n.Spec.PodCIDR == "" && len(n.Spec.PodCIDRs) > 0:
+		n.Spec.PodCIDR = n.Spec.PodCIDRs[0]
+	}
 	if n.Status.Allocatable == nil && n.Status.Capacity != nil {
 		n.Status.Allocatable = n.Status.Capacity.DeepCopy()
 	}
@@ -130,8 +148,6 @@ func validateNodeUpdate(n, old *corev1.Node) field.ErrorList {
 	spec := field.NewPath("spec")
 	if len(old.Spec.PodCIDRs) > 0 && !equality.Semantic.DeepEqual(n.Spec.PodCIDRs, old.Spec.PodCIDRs) {
 		errs = append(errs, field.Forbidden(spec.Child("podCIDRs"), "node updates may not change podCIDR except from \"\" to valid"))
-	} else if old.Spec.PodCIDR != "" && n.Spec.PodCIDR != old.Spec.PodCIDR {
-		errs = append(errs, field.Forbidden(spec.Child("podCIDR"), "node updates may not change podCIDR except from \"\" to valid"))
 	}
 	if old.Spec.ProviderID != "" && n.Spec.ProviderID != old.Spec.ProviderID {
 		errs = append(errs, field.Forbidden(spec.Child("providerID"), "node updates may not change providerID except from \"\" to valid"))
@@ -181,6 +197,21 @@ func validateConfigMapUpdate(c, old *corev1.ConfigMap) field.ErrorList {
 		errs = append(errs, field.Forbidden(field.NewPath("binaryData"), "field is immutable when `immutable` is set"))
 	}
 	return errs
+}
+
+// defaultSecret sets the type and, as the API does on every write, moves
+// stringData (a write-only convenience) into data, where it wins.
+func defaultSecret(s *corev1.Secret) {
+	if s.Type == "" {
+		s.Type = corev1.SecretTypeOpaque
+	}
+	if len(s.StringData) > 0 && s.Data == nil {
+		s.Data = map[string][]byte{}
+	}
+	for k, v := range s.StringData {
+		s.Data[k] = []byte(v)
+	}
+	s.StringData = nil
 }
 
 func validateSecret(s *corev1.Secret) field.ErrorList {

@@ -85,10 +85,14 @@ func defaultService(s *corev1.Service) {
 		spec.ClusterIP = spec.ClusterIPs[0]
 	}
 	// skiff's service network is single-stack: a family follows the
-	// address when one is given, IPv4 otherwise.
+	// address when one is given, IPv4 otherwise. A headless Service without
+	// selector may have endpoints of any family, as in Kubernetes.
 	if spec.IPFamilyPolicy == nil {
 		policy := corev1.IPFamilyPolicySingleStack
-		if len(spec.IPFamilies) > 1 || len(spec.ClusterIPs) > 1 {
+		switch {
+		case spec.ClusterIP == corev1.ClusterIPNone && len(spec.Selector) == 0:
+			policy = corev1.IPFamilyPolicyRequireDualStack
+		case len(spec.IPFamilies) > 1 || len(spec.ClusterIPs) > 1:
 			policy = corev1.IPFamilyPolicyPreferDualStack
 		}
 		spec.IPFamilyPolicy = &policy

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/randfill"
 )
 
 // Object builders: a small valid object of each kind, changed by mods.
@@ -559,9 +560,14 @@ func TestServiceDefaults(t *testing.T) {
 }
 
 func TestOtherDefaults(t *testing.T) {
-	sec := created(t, testSecret())
+	sec := created(t, testSecret(func(s *corev1.Secret) {
+		s.StringData = map[string]string{"username": "admin", "password": "from-stringData"}
+	}))
 	if sec.Type != corev1.SecretTypeOpaque {
 		t.Errorf("secret type = %q, want Opaque", sec.Type)
+	}
+	if string(sec.Data["username"]) != "admin" || string(sec.Data["password"]) != "from-stringData" || sec.StringData != nil {
+		t.Errorf("secret data %q stringData %q, want stringData merged into data", sec.Data, sec.StringData)
 	}
 	pv := created(t, testVolume())
 	if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain || *pv.Spec.VolumeMode != corev1.PersistentVolumeFilesystem {
@@ -653,6 +659,40 @@ func TestValidObjectsPass(t *testing.T) {
 	} {
 		if errs := create(obj); len(errs) > 0 {
 			t.Errorf("%T %s: unexpected errors: %v", obj, objectMetaOf(obj).Name, errs)
+		}
+	}
+}
+
+// The strategy functions never panic, whatever a client sends: every
+// served kind, filled at random, goes through all four of them.
+func TestStrategiesTolerateRandomObjects(t *testing.T) {
+	reg, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := randfill.NewWithSeed(1).NilChance(0.3).NumElements(0, 2).Funcs(
+		func(q *resource.Quantity, c randfill.Continue) {
+			*q = *resource.NewQuantity(c.Int63n(2000)-100, resource.DecimalSI)
+		},
+	)
+	for _, r := range reg.All() {
+		for i := 0; i < 100; i++ {
+			obj, old := r.New(), r.New()
+			f.Fill(obj)
+			f.Fill(old)
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						t.Fatalf("%s: panic: %v\nobject: %+v", r.Kind, p, obj)
+					}
+				}()
+				defaultObject(obj)
+				prepareForCreate(obj)
+				validateObject(obj)
+				defaultObject(old)
+				validateObjectUpdate(obj, old)
+				validateObjectUpdate(obj, obj.DeepCopyObject())
+			}()
 		}
 	}
 }

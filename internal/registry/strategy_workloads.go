@@ -327,7 +327,7 @@ func validateDaemonSet(d *appsv1.DaemonSet) field.ErrorList {
 		noSurge := u.RollingUpdate.MaxSurge == nil || isZeroIntOrPercent(u.RollingUpdate.MaxSurge)
 		switch {
 		case noUnavailable && noSurge:
-			errs = append(errs, field.Invalid(rp.Child("maxUnavailable"), u.RollingUpdate.MaxUnavailable.String(), "may not be 0 when `maxSurge` is 0"))
+			errs = append(errs, field.Required(rp.Child("maxUnavailable"), "cannot be 0 when maxSurge is 0"))
 		case !noUnavailable && !noSurge:
 			errs = append(errs, field.Invalid(rp.Child("maxSurge"), u.RollingUpdate.MaxSurge.String(), "may not be set when maxUnavailable is non-zero"))
 		}
