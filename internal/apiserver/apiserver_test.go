@@ -17,6 +17,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -668,6 +670,16 @@ func TestBadRequests(t *testing.T) {
 		if code != tc.code {
 			t.Errorf("%s: status %d, want %d (%v)", tc.name, code, tc.code, res.Error())
 		}
+	}
+	// kubectl auth can-i and whoami.
+	ssar, err := c.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: "create", Resource: "pods"}}}, metav1.CreateOptions{})
+	if err != nil || !ssar.Status.Allowed {
+		t.Fatalf("self subject access review: %v %+v", err, ssar)
+	}
+	ssr, err := c.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil || ssr.Status.UserInfo.Username != "system:admin" {
+		t.Fatalf("self subject review: %v %+v", err, ssr)
 	}
 	// Table output as kubectl asks for it.
 	if _, err := c.CoreV1().Pods("default").Create(ctx, pod("tbl", ""), metav1.CreateOptions{}); err != nil {

@@ -107,9 +107,13 @@ func (s *Server) serveDiscovery(w http.ResponseWriter, r *http.Request) bool {
 
 // apiResources describes a resource and its subresources for discovery.
 func apiResources(res *registry.Resource) []metav1.APIResource {
+	verbs := mainVerbs
+	if res.Review {
+		verbs = metav1.Verbs{"create"}
+	}
 	out := []metav1.APIResource{{
 		Name: res.Resource, SingularName: res.SingularName, Namespaced: res.Namespaced,
-		Kind: res.Kind, Verbs: mainVerbs, ShortNames: res.ShortNames, Categories: res.Categories,
+		Kind: res.Kind, Verbs: verbs, ShortNames: res.ShortNames, Categories: res.Categories,
 	}}
 	for _, sub := range res.Subresources {
 		a := metav1.APIResource{Name: res.Resource + "/" + sub, Namespaced: res.Namespaced, Kind: res.Kind}

@@ -35,6 +35,10 @@ type request struct {
 func (q *request) fail(err error) { writeError(q.w, q.s.log, err) }
 
 func (q *request) serve() {
+	if q.res.Review {
+		q.review()
+		return
+	}
 	switch q.ri.subresource {
 	case "":
 	case "status":

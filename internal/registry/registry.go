@@ -10,6 +10,8 @@ import (
 	"sort"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -34,6 +36,9 @@ type Resource struct {
 	// Subresources served besides the main resource: "status", "scale",
 	// "binding", "eviction".
 	Subresources []string
+	// Review marks a create-only resource that is answered, not stored
+	// (SelfSubjectAccessReview, SelfSubjectReview).
+	Review bool
 
 	newObj, newList func() runtime.Object
 	// fields returns the field-selector fields beyond metadata.name and
@@ -187,6 +192,7 @@ func New() (*Registry, error) {
 		corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme,
 		discoveryv1.AddToScheme, coordinationv1.AddToScheme, storagev1.AddToScheme,
 		eventsv1.AddToScheme, policyv1.AddToScheme, autoscalingv1.AddToScheme,
+		authorizationv1.AddToScheme, authenticationv1.AddToScheme,
 		metav1.AddMetaToScheme,
 	} {
 		if err := add(scheme); err != nil {
@@ -251,6 +257,11 @@ func resources() []*Resource {
 	}
 	with := func(r *Resource, short, cats, subs []string) *Resource {
 		r.ShortNames, r.Categories, r.Subresources = short, cats, subs
+		return r
+	}
+	review := func(r *Resource) *Resource {
+		r.Review = true
+		r.newList = func() runtime.Object { return &metav1.List{} }
 		return r
 	}
 	all := []string{"all"}
@@ -336,5 +347,8 @@ func resources() []*Resource {
 		with(grp("coordination.k8s.io", "leases", "Lease", "lease", true, func() runtime.Object { return &coordinationv1.Lease{} }, func() runtime.Object { return &coordinationv1.LeaseList{} }), nil, nil, nil),
 		with(grp("storage.k8s.io", "storageclasses", "StorageClass", "storageclass", false, func() runtime.Object { return &storagev1.StorageClass{} }, func() runtime.Object { return &storagev1.StorageClassList{} }), []string{"sc"}, nil, nil),
 		with(grp("events.k8s.io", "events", "Event", "event", true, func() runtime.Object { return &eventsv1.Event{} }, func() runtime.Object { return &eventsv1.EventList{} }), []string{"ev"}, nil, nil),
+
+		review(grp("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview", "selfsubjectaccessreview", false, func() runtime.Object { return &authorizationv1.SelfSubjectAccessReview{} }, nil)),
+		review(grp("authentication.k8s.io", "selfsubjectreviews", "SelfSubjectReview", "selfsubjectreview", false, func() runtime.Object { return &authenticationv1.SelfSubjectReview{} }, nil)),
 	}
 }

@@ -485,6 +485,9 @@ func TestTableEveryResource(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range reg.All() {
+		if r.Review {
+			continue // answered, never listed
+		}
 		t.Run(r.Group+"/"+r.Resource, func(t *testing.T) {
 			cols := r.TableColumns()
 			if tableColumns(r.GroupResource()) == nil {
