@@ -179,6 +179,9 @@ func knownIssue(body []byte) string {
 // object whose code is the HTTP code.
 func (e *fuzzEnv) checkAnswer(t *testing.T, what string, code int, body []byte, replay func() *http.Request) {
 	t.Helper()
+	if os.Getenv("SKIFF_FUZZ_VERBOSE") != "" {
+		t.Logf("%s → %d %.300s", what, code, body)
+	}
 	if code == http.StatusInternalServerError {
 		if issue := knownIssue(body); issue != "" {
 			t.Skipf("%s: 500 from a known issue (%s); SKIFF_FUZZ_SKIP_KNOWN is set", what, issue)
@@ -319,6 +322,12 @@ var fuzzCreateTargets = []fuzzCreateTarget{
 
 var fuzzCreateTypes = []string{"application/json", "application/yaml", protobufMediaType, "", "text/plain"}
 
+// fuzzSpliceModes: a content-type byte past fuzzCreateTypes (or
+// fuzzPatchTypes) means the body is not sent as is but read as splice lines
+// applied to a valid object, so that the fuzzer explores odd values in
+// well-formed JSON instead of mostly syntax errors.
+const fuzzSpliceModes = 3
+
 func FuzzCreate(f *testing.F) {
 	e := newFuzzEnv(f)
 	pb := protobuf.NewSerializer(e.s.reg.Scheme(), e.s.reg.Scheme())
@@ -370,9 +379,53 @@ func FuzzCreate(f *testing.F) {
 	f.Add(uint8(0), uint8(0), []byte(`[]`))
 	f.Add(uint8(0), uint8(0), []byte(`{`))
 
+	// Splice seeds: valid objects with one odd field each.
+	splice := uint8(len(fuzzCreateTypes))
+	for _, sd := range []struct {
+		target uint8
+		lines  string
+	}{
+		{0, "spec/containers/0/livenessProbe={}"},
+		{0, "spec/containers/0/readinessProbe/httpGet/port=\"nope\""},
+		{0, "spec/containers/0/env/0/valueFrom={}\nspec/containers/0/env/1/valueFrom/fieldRef=null"},
+		{0, "spec/volumes/0={\"name\":\"v\",\"hostPath\":{}}\nspec/containers/0/volumeMounts/0/name=v"},
+		{0, "spec/initContainers=[{\"name\":\"init\",\"image\":\"i\",\"restartPolicy\":\"Always\",\"startupProbe\":{}}]"},
+		{0, "spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms=[{}]"},
+		{0, "spec/affinity/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution=[{\"topologyKey\":\"\"}]"},
+		{0, "spec/topologySpreadConstraints=[{\"maxSkew\":0,\"labelSelector\":{\"matchExpressions\":[{\"key\":\"a\",\"operator\":\"In\"}]}}]"},
+		{0, "spec/containers/0/securityContext={\"capabilities\":{\"add\":[\"\"]},\"seccompProfile\":{\"type\":\"Localhost\"}}"},
+		{0, "spec/containers/0/lifecycle/preStop={}"},
+		{0, "spec/ephemeralContainers=[{\"name\":\"e\"}]"},
+		{0, "spec/dnsConfig/options=[{}]\nspec/dnsPolicy=None"},
+		{0, "spec/overhead/cpu=\"-1\"\nspec/resourceClaims=[{}]"},
+		{0, "spec/volumes/0/projected/sources=[{\"serviceAccountToken\":{}}]"},
+		{0, "spec/volumes/0/configMap/items=[{\"key\":\"\",\"path\":\"../x\"}]"},
+		{1, "data/a\u0000b=\"x\"\nimmutable=true"},
+		{2, "spec/ports/0/targetPort=0\nspec/ports/0/nodePort=1"},
+		{2, "spec/type=LoadBalancer\nspec/loadBalancerSourceRanges=[\"bogus\"]"},
+		{2, "spec/clusterIPs=[\"10.43.0.50\",\"10.43.0.51\"]\nspec/ipFamilyPolicy=RequireDualStack"},
+		{2, "spec/sessionAffinityConfig/clientIP={}\nspec/sessionAffinity=ClientIP"},
+		{2, "spec/externalTrafficPolicy=Local\nspec/healthCheckNodePort=-5"},
+		{3, "spec/selector=null"},
+		{3, "spec/selector/matchExpressions=[{\"key\":\"app\",\"operator\":\"Exists\",\"values\":[\"x\"]}]"},
+		{3, "spec/strategy/rollingUpdate/maxSurge=0\nspec/strategy/rollingUpdate/maxUnavailable=0"},
+		{3, "spec/template/metadata/labels=null"},
+		{3, "spec/template/spec/containers=null"},
+		{3, "spec/replicas=-1\nspec/revisionHistoryLimit=-1\nspec/progressDeadlineSeconds=0\nspec/minReadySeconds=5"},
+	} {
+		f.Add(sd.target, splice, []byte(sd.lines))
+	}
+
 	f.Fuzz(func(t *testing.T, target, ctype uint8, body []byte) {
 		tg := fuzzCreateTargets[int(target)%len(fuzzCreateTargets)]
-		ct := fuzzCreateTypes[int(ctype)%len(fuzzCreateTypes)]
+		mode := int(ctype) % (len(fuzzCreateTypes) + fuzzSpliceModes)
+		var ct string
+		if mode < len(fuzzCreateTypes) {
+			ct = fuzzCreateTypes[mode]
+		} else {
+			ct = "application/json"
+			body = spliceJSON(mustJSON(fuzzCreateSeedObject(tg.kind)), body)
+		}
 		req := func() *http.Request { return fuzzRequest(http.MethodPost, tg.path, "", ct, body) }
 		rec := httptest.NewRecorder()
 		e.h.ServeHTTP(rec, req())
@@ -393,6 +446,75 @@ func FuzzCreate(f *testing.F) {
 		}
 		e.remove(t, tg.path+"/"+got.Name)
 	})
+}
+
+func fuzzCreateSeedObject(kind string) runtime.Object {
+	switch kind {
+	case "Pod":
+		return fuzzPod("spliced")
+	case "ConfigMap":
+		return fuzzConfigMap("spliced")
+	case "Service":
+		return fuzzService("spliced")
+	}
+	return fuzzDeployment("spliced")
+}
+
+// spliceJSON applies splice lines "a/b/0/c=<JSON or bare string>" to the
+// JSON object base: each sets the value at the path, creating what is
+// missing (a list index one past the end appends). A value that is not JSON
+// is set as a string. It returns the modified JSON.
+func spliceJSON(base, lines []byte) []byte {
+	var root interface{}
+	if err := json.Unmarshal(base, &root); err != nil {
+		root = map[string]interface{}{}
+	}
+	for _, line := range bytes.Split(lines, []byte("\n")) {
+		path, raw, ok := bytes.Cut(line, []byte("="))
+		if !ok {
+			continue
+		}
+		var v interface{}
+		if err := json.Unmarshal(raw, &v); err != nil {
+			v = string(raw)
+		}
+		root = setPath(root, strings.Split(string(path), "/"), v)
+	}
+	out, err := json.Marshal(root)
+	if err != nil {
+		return base
+	}
+	return out
+}
+
+func setPath(cur interface{}, path []string, v interface{}) interface{} {
+	if len(path) == 0 {
+		return v
+	}
+	k := path[0]
+	switch c := cur.(type) {
+	case []interface{}:
+		var i int
+		if _, err := fmt.Sscan(k, &i); err == nil && i >= 0 && i <= len(c) && i < 64 {
+			if i == len(c) {
+				c = append(c, nil)
+			}
+			c[i] = setPath(c[i], path[1:], v)
+			return c
+		}
+		if k == "-" {
+			return append(c, setPath(nil, path[1:], v))
+		}
+		return c
+	case map[string]interface{}:
+		c[k] = setPath(c[k], path[1:], v)
+		return c
+	}
+	// A scalar or nothing in the way: make room.
+	if k == "0" || k == "-" {
+		return []interface{}{setPath(nil, path[1:], v)}
+	}
+	return map[string]interface{}{k: setPath(nil, path[1:], v)}
 }
 
 // remove deletes an object at once (no grace, finalizers dropped) so that a
@@ -578,12 +700,52 @@ func FuzzPatch(f *testing.F) {
 	add(tDeploy, plainYAML, "spec:\n  replicas: 5\n")
 	add(tPod, mp, "spec:\n  activeDeadlineSeconds: 5\n")
 
+	// Structured patches: splice lines into a merge or strategic merge patch,
+	// or "op /path value" lines as a JSON patch.
+	spliceMerge, spliceStrategic, jsonPatchLines := uint8(len(fuzzPatchTypes)), uint8(len(fuzzPatchTypes)+1), uint8(len(fuzzPatchTypes)+2)
+	add(tDeploy, spliceMerge, "spec/template/spec/containers=[{\"name\":\"web\"}]")
+	add(tDeploy, spliceMerge, "spec/selector/matchLabels/app=other")
+	add(tDeploy, spliceMerge, "spec/strategy/type=Recreate")
+	add(tDeploy, spliceMerge, "metadata/ownerReferences=[{\"apiVersion\":\"v1\",\"kind\":\"X\",\"name\":\"\",\"uid\":\"\"}]")
+	add(tPod, spliceMerge, "spec/containers/0/image=")
+	add(tPod, spliceMerge, "metadata/labels/bad key=x")
+	add(tPodStatus, spliceMerge, "status/containerStatuses=[{\"name\":\"main\",\"state\":{\"terminated\":{}}}]")
+	add(tDeployStatus, spliceMerge, "status/conditions/0/type=")
+	add(tDeploy, spliceStrategic, "spec/template/spec/containers=[{\"name\":\"web\",\"$patch\":\"replace\"}]")
+	add(tDeploy, spliceStrategic, "spec/template/spec/$setElementOrder/containers=[{\"name\":\"x\"}]")
+	add(tDeploy, spliceStrategic, "spec/template/spec/containers/0/$setElementOrder/env=[{\"name\":\"X\"},{}]\nspec/template/spec/containers/0/name=web")
+	add(tDeploy, spliceStrategic, "spec/template/spec/containers/0/$retainKeys=[1]\nspec/template/spec/containers/0/name=web")
+	add(tDeploy, spliceStrategic, "metadata/$deleteFromPrimitiveList/finalizers=x")
+	add(tPod, spliceStrategic, "spec/containers/0/ports=[{\"containerPort\":8080,\"$patch\":\"delete\"}]\nspec/containers/0/name=main")
+	add(tPod, spliceStrategic, "spec/tolerations=[{\"$patch\":\"replace\"}]")
+	add(tPodStatus, spliceStrategic, "status/conditions=[{\"type\":\"Ready\",\"$patch\":\"delete\"}]")
+	add(tScale, spliceStrategic, "spec/replicas=2147483648")
+	add(tDeploy, jsonPatchLines, "replace /spec/replicas 0\nadd /metadata/annotations {\"a\":\"b\"}")
+	add(tDeploy, jsonPatchLines, "move /spec/template/spec/containers/0 /spec/template/spec/initContainers/0")
+	add(tDeploy, jsonPatchLines, "copy /metadata/labels /spec/template/metadata/labels")
+	add(tDeploy, jsonPatchLines, "remove /metadata/name")
+	add(tDeploy, jsonPatchLines, "test /spec/replicas 2\nreplace /spec/replicas 3")
+	add(tPod, jsonPatchLines, "replace /spec/containers/0/resources/requests/cpu \"1\"")
+	add(tPod, jsonPatchLines, "add /spec/containers/- {\"name\":\"second\",\"image\":\"x\"}")
+	add(tPodStatus, jsonPatchLines, "add /status/conditions/- {\"type\":\"Ready\",\"status\":\"Maybe\"}")
+	add(tScale, jsonPatchLines, "replace /spec/replicas null")
+
 	var mu sync.Mutex // the fixed objects are shared state
 	f.Fuzz(func(t *testing.T, target, ptype uint8, body []byte) {
 		mu.Lock()
 		defer mu.Unlock()
 		tg := fuzzPatchTargets[int(target)%len(fuzzPatchTargets)]
-		ct := fuzzPatchTypes[int(ptype)%len(fuzzPatchTypes)]
+		var ct string
+		switch mode := int(ptype) % (len(fuzzPatchTypes) + fuzzSpliceModes); mode - len(fuzzPatchTypes) {
+		case 0:
+			ct, body = "application/merge-patch+json", spliceJSON([]byte("{}"), body)
+		case 1:
+			ct, body = "application/strategic-merge-patch+json", spliceJSON([]byte("{}"), body)
+		case 2:
+			ct, body = "application/json-patch+json", jsonPatchFromLines(body)
+		default:
+			ct = fuzzPatchTypes[mode]
+		}
 		path := tg.object
 		if tg.sub != "" {
 			path += "/" + tg.sub
@@ -640,6 +802,33 @@ func FuzzPatch(f *testing.F) {
 			}
 		}
 	})
+}
+
+// jsonPatchFromLines builds a JSON patch from lines "op /path value": the
+// value is JSON (or else a string); for move and copy it is the from path.
+func jsonPatchFromLines(lines []byte) []byte {
+	ops := []map[string]interface{}{}
+	for _, line := range strings.Split(string(lines), "\n") {
+		parts := strings.SplitN(line, " ", 3)
+		if len(parts) < 2 {
+			continue
+		}
+		op := map[string]interface{}{"op": parts[0], "path": parts[1]}
+		if len(parts) == 3 {
+			switch parts[0] {
+			case "move", "copy":
+				op["from"], op["path"] = parts[1], parts[2]
+			default:
+				var v interface{}
+				if err := json.Unmarshal([]byte(parts[2]), &v); err != nil {
+					v = parts[2]
+				}
+				op["value"] = v
+			}
+		}
+		ops = append(ops, op)
+	}
+	return mustJSON(ops)
 }
 
 // lookup returns the value at a dotted path in a JSON object.

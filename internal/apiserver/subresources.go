@@ -167,18 +167,8 @@ func equalReplicas(obj runtime.Object, n int32) bool {
 
 // bind serves pods/binding: it assigns an unassigned pod to a node.
 func (q *request) bind() {
-	if q.ri.verb != "create" {
-		q.fail(apierrors.NewMethodNotSupported(q.res.GroupResource(), q.r.Method))
-		return
-	}
-	raw, err := q.readBody()
-	if err != nil {
-		q.fail(err)
-		return
-	}
 	b := &corev1.Binding{}
-	if err := q.s.decodeInto(raw, b, corev1.SchemeGroupVersion.WithKind("Binding")); err != nil {
-		q.fail(err)
+	if !q.decodeSubresource("create", b, corev1.SchemeGroupVersion.WithKind("Binding")) {
 		return
 	}
 	if b.Name != "" && b.Name != q.ri.name {
@@ -191,7 +181,7 @@ func (q *request) bind() {
 		return
 	}
 	ctx := q.r.Context()
-	_, err = q.s.store.GuaranteedUpdate(ctx, key(q.res, q.ri.namespace, q.ri.name), func(cur runtime.Object) (runtime.Object, error) {
+	_, err := q.s.store.GuaranteedUpdate(ctx, key(q.res, q.ri.namespace, q.ri.name), func(cur runtime.Object) (runtime.Object, error) {
 		pod := cur.(*corev1.Pod)
 		if pod.DeletionTimestamp != nil {
 			return nil, apierrors.NewConflict(q.res.GroupResource(), q.ri.name, errors.New("pod is being deleted, cannot be assigned to a host"))
@@ -233,18 +223,8 @@ func setPodCondition(pod *corev1.Pod, c corev1.PodCondition) {
 // evict serves pods/eviction. With no PodDisruptionBudgets served, an
 // eviction is a delete with the eviction's options.
 func (q *request) evict() {
-	if q.ri.verb != "create" {
-		q.fail(apierrors.NewMethodNotSupported(q.res.GroupResource(), q.r.Method))
-		return
-	}
-	raw, err := q.readBody()
-	if err != nil {
-		q.fail(err)
-		return
-	}
 	ev := &policyv1.Eviction{}
-	if err := q.s.decodeInto(raw, ev, policyv1.SchemeGroupVersion.WithKind("Eviction")); err != nil {
-		q.fail(badRequest("the body could not be decoded as an Eviction: %v", err))
+	if !q.decodeSubresource("create", ev, policyv1.SchemeGroupVersion.WithKind("Eviction")) {
 		return
 	}
 	opts := ev.DeleteOptions
@@ -261,18 +241,8 @@ func (q *request) evict() {
 // finalizeNamespace serves namespaces/<name>/finalize: it sets
 // spec.finalizers, and a terminating namespace with none left is deleted.
 func (q *request) finalizeNamespace() {
-	if q.ri.verb != "update" {
-		q.fail(apierrors.NewMethodNotSupported(q.res.GroupResource(), q.r.Method))
-		return
-	}
-	raw, err := q.readBody()
-	if err != nil {
-		q.fail(err)
-		return
-	}
 	want := &corev1.Namespace{}
-	if err := q.s.decodeInto(raw, want, q.res.GVK()); err != nil {
-		q.fail(err)
+	if !q.decodeSubresource("update", want, q.res.GVK()) {
 		return
 	}
 	ctx := q.r.Context()
@@ -302,4 +272,22 @@ func (q *request) finalizeNamespace() {
 		q.respond(http.StatusOK, out)
 		return
 	}
+}
+
+// decodeSubresource checks the verb and decodes the body into into; on
+// failure it has answered the request and returns false.
+func (q *request) decodeSubresource(verb string, into runtime.Object, gvk schema.GroupVersionKind) bool {
+	if q.ri.verb != verb {
+		q.fail(apierrors.NewMethodNotSupported(q.res.GroupResource(), q.r.Method))
+		return false
+	}
+	raw, err := q.readBody()
+	if err == nil {
+		err = q.s.decodeInto(raw, into, gvk)
+	}
+	if err != nil {
+		q.fail(err)
+		return false
+	}
+	return true
 }
