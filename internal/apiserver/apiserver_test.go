@@ -21,7 +21,9 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
@@ -771,5 +773,27 @@ func TestPropagationPolicyFinalizers(t *testing.T) {
 	}
 	if err := cms.Delete(ctx, "bad", metav1.DeleteOptions{PropagationPolicy: &bad}); !apierrors.IsInvalid(err) {
 		t.Fatalf("unknown propagationPolicy: want Invalid, got %v", err)
+	}
+}
+
+func TestDefaultStorageClass(t *testing.T) {
+	s := servertest.Start(t, "", servertest.NoControlPlane)
+	c := s.Client(t)
+	ctx := ctxT(t)
+	sc := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "fast", Annotations: map[string]string{"storageclass.kubernetes.io/is-default-class": "true"}}, Provisioner: "example.com/fast"}
+	if _, err := c.StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "data"},
+		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
+	}
+	got, err := c.CoreV1().PersistentVolumeClaims("default").Create(ctx, pvc, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Spec.StorageClassName == nil || *got.Spec.StorageClassName != "fast" || got.Status.Phase != corev1.ClaimPending {
+		t.Fatalf("claim without a class: want class fast and phase Pending, got %v %v", got.Spec.StorageClassName, got.Status.Phase)
 	}
 }

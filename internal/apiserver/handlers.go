@@ -143,6 +143,10 @@ func (q *request) create() {
 	}
 	q.res.PrepareForCreate(obj)
 	q.res.Default(obj)
+	if err := q.s.admitCreate(ctx, obj); err != nil {
+		q.fail(err)
+		return
+	}
 	for attempt := 0; ; attempt++ {
 		if generated {
 			m.SetName(m.GetGenerateName() + randomSuffix())

@@ -41,6 +41,7 @@ type Resource struct {
 	Review bool
 
 	newObj, newList func() runtime.Object
+	opts            Options
 	// fields returns the field-selector fields beyond metadata.name and
 	// metadata.namespace; nil when there are none.
 	fields func(obj runtime.Object) fields.Set
@@ -116,7 +117,7 @@ func (r *Resource) FieldLabels() []string {
 func (r *Resource) PrepareForCreate(obj runtime.Object) { prepareForCreate(obj) }
 
 // Default applies Kubernetes' field defaults.
-func (r *Resource) Default(obj runtime.Object) { defaultObject(obj) }
+func (r *Resource) Default(obj runtime.Object) { defaultObject(obj, r.opts) }
 
 // Validate checks a new object; errors name the offending field.
 func (r *Resource) Validate(obj runtime.Object) field.ErrorList { return validateObject(obj) }
@@ -185,8 +186,25 @@ type Registry struct {
 	scheme *runtime.Scheme
 }
 
-// New returns the registry of everything skiff serves.
-func New() (*Registry, error) {
+// Options are the cluster settings that change defaulting.
+type Options struct {
+	// DefaultNotReadyTolerationSeconds is the tolerationSeconds pods get
+	// for the not-ready and unreachable taints (0: Kubernetes' 300).
+	DefaultNotReadyTolerationSeconds int64
+}
+
+func (o Options) notReadyTolerationSeconds() int64 {
+	if o.DefaultNotReadyTolerationSeconds > 0 {
+		return o.DefaultNotReadyTolerationSeconds
+	}
+	return defaultNotReadyTolerationSeconds
+}
+
+// New returns the registry of everything skiff serves, with default options.
+func New() (*Registry, error) { return NewWithOptions(Options{}) }
+
+// NewWithOptions returns the registry of everything skiff serves.
+func NewWithOptions(opts Options) (*Registry, error) {
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{
 		corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme,
@@ -202,6 +220,7 @@ func New() (*Registry, error) {
 	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
 	reg := &Registry{byGVR: map[schema.GroupVersionResource]*Resource{}, scheme: scheme}
 	for _, r := range resources() {
+		r.opts = opts
 		reg.all = append(reg.all, r)
 		reg.byGVR[schema.GroupVersionResource{Group: r.Group, Version: r.Version, Resource: r.Resource}] = r
 	}

@@ -61,10 +61,10 @@ func prepareForCreate(obj runtime.Object) {
 // create and on update: the SetDefaults_* functions of each API version, and
 // the defaults of the admission plugins skiff has no separate stage for
 // (ServiceAccount, Priority, DefaultTolerationSeconds on pods).
-func defaultObject(obj runtime.Object) {
+func defaultObject(obj runtime.Object, opts Options) {
 	switch o := obj.(type) {
 	case *corev1.Pod:
-		defaultPod(o)
+		defaultPod(o, opts)
 	case *corev1.Node:
 		defaultNode(o)
 	case *corev1.Namespace:

@@ -123,7 +123,7 @@ func hasQOSResource(l corev1.ResourceList) bool {
 // defaultPod applies the pod spec defaults, those Kubernetes applies to pods
 // only (not to templates), and those of the ServiceAccount, Priority and
 // DefaultTolerationSeconds admission plugins.
-func defaultPod(p *corev1.Pod) {
+func defaultPod(p *corev1.Pod, opts Options) {
 	spec := &p.Spec
 	defaultPodSpec(spec)
 	for i := range spec.Containers {
@@ -166,7 +166,7 @@ func defaultPod(p *corev1.Pod) {
 				Key:               key,
 				Operator:          corev1.TolerationOpExists,
 				Effect:            corev1.TaintEffectNoExecute,
-				TolerationSeconds: new(defaultNotReadyTolerationSeconds),
+				TolerationSeconds: new(opts.notReadyTolerationSeconds()),
 			})
 		}
 	}

@@ -174,14 +174,14 @@ func testStorageClass(mods ...func(*storagev1.StorageClass)) *storagev1.StorageC
 // create runs what the server runs on a create: defaults, the create
 // reset, validation.
 func create(obj runtime.Object) field.ErrorList {
-	defaultObject(obj)
+	defaultObject(obj, Options{})
 	prepareForCreate(obj)
 	return validateObject(obj)
 }
 
 // update runs what the server runs on an update of old to obj.
 func update(obj, old runtime.Object) field.ErrorList {
-	defaultObject(obj)
+	defaultObject(obj, Options{})
 	return append(validateObject(obj), validateObjectUpdate(obj, old)...)
 }
 
@@ -269,13 +269,13 @@ func TestImagePullPolicyDefault(t *testing.T) {
 		{"nginx:latest@sha256:0d17b565c37bcbd895e9d92315a05c1c3c9a29f762b011a10c54a66cd53c9b31", corev1.PullAlways},
 	} {
 		p := testPod(func(p *corev1.Pod) { p.Spec.Containers[0].Image = tc.image })
-		defaultObject(p)
+		defaultObject(p, Options{})
 		if got := p.Spec.Containers[0].ImagePullPolicy; got != tc.want {
 			t.Errorf("image %q: imagePullPolicy = %s, want %s", tc.image, got, tc.want)
 		}
 	}
 	p := testPod(func(p *corev1.Pod) { p.Spec.Containers[0].ImagePullPolicy = corev1.PullNever })
-	defaultObject(p)
+	defaultObject(p, Options{})
 	if got := p.Spec.Containers[0].ImagePullPolicy; got != corev1.PullNever {
 		t.Errorf("an explicit imagePullPolicy was changed to %s", got)
 	}
@@ -686,10 +686,10 @@ func TestStrategiesTolerateRandomObjects(t *testing.T) {
 						t.Fatalf("%s: panic: %v\nobject: %+v", r.Kind, p, obj)
 					}
 				}()
-				defaultObject(obj)
+				defaultObject(obj, Options{})
 				prepareForCreate(obj)
 				validateObject(obj)
-				defaultObject(old)
+				defaultObject(old, Options{})
 				validateObjectUpdate(obj, old)
 				validateObjectUpdate(obj, obj.DeepCopyObject())
 			}()

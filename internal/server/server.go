@@ -84,7 +84,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer db.Close()
 
-	reg, err := registry.New()
+	reg, err := registry.NewWithOptions(registry.Options{
+		DefaultNotReadyTolerationSeconds: s.cfg.Controllers.DefaultNotReadyTolerationSeconds,
+	})
 	if err != nil {
 		return err
 	}
