@@ -34,7 +34,7 @@ func (q *request) patcher(body []byte) (patchFunc, error) {
 			}
 		}
 		return func(orig []byte, _ runtime.Object) ([]byte, error) {
-			out, err := p.Apply(orig)
+			out, err := applyJSONPatch(p, orig)
 			if err != nil {
 				return nil, patchFailed(err)
 			}
@@ -74,6 +74,17 @@ func (q *request) patcher(body []byte) (patchFunc, error) {
 		Reason:  metav1.StatusReasonUnsupportedMediaType,
 		Message: fmt.Sprintf("the patch content type %q is not supported: use application/json-patch+json, application/merge-patch+json or application/strategic-merge-patch+json", ct),
 	}}
+}
+
+// applyJSONPatch applies p, turning a panic inside the JSON patch library
+// (it has crashed on some malformed operations) into an error.
+func applyJSONPatch(p jsonpatch.Patch, orig []byte) (out []byte, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			out, err = nil, fmt.Errorf("the patch could not be applied: %v", v)
+		}
+	}()
+	return p.Apply(orig)
 }
 
 func checkJSONObject(body []byte) error {
