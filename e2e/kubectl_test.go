@@ -136,8 +136,9 @@ type cluster struct {
 	transcript strings.Builder
 }
 
-// startCluster starts `skiff server` and waits until /readyz answers.
-func startCluster(t *testing.T) *cluster {
+// startCluster starts `skiff server` (with extra flags, if any) and waits
+// until /readyz answers.
+func startCluster(t *testing.T, extraArgs ...string) *cluster {
 	t.Helper()
 	skiffBin, kubectlBin := binaries(t)
 	dir := t.TempDir()
@@ -165,6 +166,7 @@ func startCluster(t *testing.T) *cluster {
 		"--write-kubeconfig", c.kubeconfig,
 		"--disable-agent",
 	}
+	args = append(args, extraArgs...)
 	c.cmd = exec.Command(skiffBin, args...)
 	c.cmd.Stdout = logFile
 	c.cmd.Stderr = logFile

@@ -182,24 +182,9 @@ var knownIssues = []struct {
 	name  string
 	match func(r *http.Request, reqBody, answer []byte) bool
 }{
-	{"a JSON patch add/replace/test op on the root path without a value panics in json-patch",
-		func(r *http.Request, reqBody, answer []byte) bool {
-			if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json-patch+json") ||
-				!bytes.Contains(answer, []byte("nil pointer dereference")) {
-				return false
-			}
-			var ops []map[string]json.RawMessage
-			_ = json.Unmarshal(reqBody, &ops)
-			for _, op := range ops {
-				var kind, path string
-				_ = json.Unmarshal(op["op"], &kind)
-				_ = json.Unmarshal(op["path"], &path)
-				if _, hasValue := op["value"]; !hasValue && path == "" && (kind == "add" || kind == "replace" || kind == "test") {
-					return true
-				}
-			}
-			return false
-		}},
+	// None open. Add one as
+	//	{"what is wrong", func(r *http.Request, reqBody, answer []byte) bool { ... }},
+	// when a fuzz run finds a 500 that is reported but not yet fixed.
 }
 
 func knownIssue(replay func() *http.Request, answer []byte) string {
@@ -475,6 +460,13 @@ func FuzzCreate(f *testing.F) {
 		e.h.ServeHTTP(rec, req())
 		what := fmt.Sprintf("POST %s (%s)", tg.path, ct)
 		e.checkAnswer(t, what, rec.Code, rec.Body.Bytes(), req)
+		// A body of another kind is a 400, whatever its encoding.
+		if ct == protobufMediaType && rec.Code != http.StatusBadRequest {
+			var u runtime.Unknown
+			if _, _, err := pb.Decode(body, nil, &u); err == nil && u.Kind != "" && u.Kind != tg.kind {
+				t.Fatalf("%s: a protobuf %s posted as a %s answered %d, want 400: %.300s", what, u.Kind, tg.kind, rec.Code, rec.Body)
+			}
+		}
 		if rec.Code >= 400 {
 			return
 		}
@@ -894,15 +886,18 @@ func jsonEqual(a, b interface{}) bool { return bytes.Equal(mustJSON(a), mustJSON
 
 type fuzzListTarget struct {
 	path, kind string
+	// name is set for a single object: a GET of it, or a watch of it alone.
+	name string
 }
 
 var fuzzListTargets = []fuzzListTarget{
-	{"/api/v1/namespaces/default/pods", "Pod"},
-	{"/api/v1/pods", "Pod"},
-	{"/api/v1/namespaces/default/configmaps", "ConfigMap"},
-	{"/apis/apps/v1/namespaces/default/deployments", "Deployment"},
-	{"/api/v1/namespaces", "Namespace"},
-	{"/api/v1/namespaces/default/services", "Service"},
+	{"/api/v1/namespaces/default/pods", "Pod", ""},
+	{"/api/v1/pods", "Pod", ""},
+	{"/api/v1/namespaces/default/configmaps", "ConfigMap", ""},
+	{"/apis/apps/v1/namespaces/default/deployments", "Deployment", ""},
+	{"/api/v1/namespaces", "Namespace", ""},
+	{"/api/v1/namespaces/default/services", "Service", ""},
+	{"/api/v1/namespaces/default/pods/pod-0", "Pod", "pod-0"},
 }
 
 var fuzzAccepts = []string{
@@ -1033,15 +1028,26 @@ func FuzzWatchAndListParams(f *testing.F) {
 		if rec.Code != http.StatusOK {
 			t.Fatalf("%s: code %d: %s", what, rec.Code, rec.Body)
 		}
-		// Selectors the server accepted must hold for what it returns.
 		values := parseQueryLikeServer(rec.req)
+		plain := !strings.Contains(accept, "as=") && !strings.Contains(accept, "yaml")
+		if tg.name != "" && !values.watch {
+			// A GET of one object ignores selectors, as in Kubernetes.
+			if !plain {
+				return
+			}
+			var obj metav1.PartialObjectMetadata
+			if err := json.Unmarshal(rec.Body.Bytes(), &obj); err != nil || obj.Kind != tg.kind || obj.Name != tg.name {
+				t.Fatalf("%s: want %s %s, got %v %.300s", what, tg.kind, tg.name, err, rec.Body)
+			}
+			return
+		}
+		// Selectors the server accepted must hold for what it returns.
 		sel, err := labels.Parse(values.labelSelector)
 		if err != nil {
 			t.Fatalf("%s: 200 for a labelSelector that does not parse: %v", what, err)
 		}
-		plain := !strings.Contains(accept, "as=") && !strings.Contains(accept, "yaml")
 		if values.watch {
-			checkWatchStream(t, what, rec.Body.Bytes(), tg.kind, sel, plain)
+			checkWatchStream(t, what, rec.Body.Bytes(), tg.kind, tg.name, sel, plain)
 			return
 		}
 		if !plain {
@@ -1091,8 +1097,9 @@ func joinQuery(a, b string) string {
 }
 
 // checkWatchStream checks a watch body: one WatchEvent per line, known
-// types, no server error, and (for plain objects) the label selector held.
-func checkWatchStream(t *testing.T, what string, body []byte, kind string, sel labels.Selector, plain bool) {
+// types, no server error, and (for plain objects) the label selector held
+// and, for a watch of one named object, only that object.
+func checkWatchStream(t *testing.T, what string, body []byte, kind, name string, sel labels.Selector, plain bool) {
 	t.Helper()
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(nil, 16<<20)
@@ -1125,6 +1132,10 @@ func checkWatchStream(t *testing.T, what string, body []byte, kind string, sel l
 		}
 		if !sel.Matches(labels.Set(obj.Labels)) {
 			t.Fatalf("%s: %s event for %s (labels %v) does not match the label selector %q", what, ev.Type, obj.Name, obj.Labels, sel)
+		}
+		if name != "" && obj.Name != name {
+			t.Fatalf("%s: the watch of %s %s sent an event (%s) for %s: a watch of a named object must stream that object alone (as with fieldSelector=metadata.name=%s)",
+				what, kind, name, ev.Type, obj.Name, name)
 		}
 	}
 	if err := sc.Err(); err != nil {

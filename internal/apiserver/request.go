@@ -173,8 +173,12 @@ func (q *request) jsonBody() ([]byte, error) {
 // decodeInto decodes a body into a typed object of kind gvk, refusing another kind.
 func (s *Server) decodeInto(b body, into runtime.Object, gvk schema.GroupVersionKind) error {
 	if b.protobuf {
-		if _, _, err := s.protobuf.Decode(b.data, &gvk, into); err != nil {
+		_, got, err := s.protobuf.Decode(b.data, &gvk, into)
+		if err != nil {
 			return badRequest("the body of the request could not be decoded as a protobuf %s: %v", gvk.Kind, err)
+		}
+		if got != nil && (got.Kind != "" && got.Kind != gvk.Kind || got.Version != "" && got.GroupVersion() != gvk.GroupVersion()) {
+			return badRequest("the body of the request was a %s, but %s was expected", got.String(), gvk.String())
 		}
 	} else if err := strictUnmarshal(b.data, into); err != nil {
 		return badRequest("the body of the request could not be decoded as %s: %v", gvk.Kind, err)
@@ -227,9 +231,14 @@ func (q *request) matcher() (func(runtime.Object) bool, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A watch on a named object (.../pods/web?watch=true) sees that object only.
+	name := q.ri.name
 	return func(obj runtime.Object) bool {
 		m, err := meta.Accessor(obj)
 		if err != nil {
+			return false
+		}
+		if name != "" && m.GetName() != name {
 			return false
 		}
 		if !ls.Empty() && !ls.Matches(labels.Set(m.GetLabels())) {

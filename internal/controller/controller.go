@@ -5,6 +5,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -12,6 +13,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -19,11 +22,29 @@ import (
 
 // Context is what every controller is built from.
 type Context struct {
-	Client    kubernetes.Interface
-	Informers informers.SharedInformerFactory
+	// RESTConfig reaches the API server; for clients beyond Client
+	// (metadata, dynamic).
+	RESTConfig *rest.Config
+	Client     kubernetes.Interface
+	Informers  informers.SharedInformerFactory
 	// Recorder emits Events; the broadcaster deduplicates them with counts.
 	Recorder func(component string) record.EventRecorder
 	Logger   *slog.Logger
+}
+
+// MetadataClient returns a client for PartialObjectMetadata of any
+// resource, for controllers that handle every kind (namespace, GC).
+func (c *Context) MetadataClient(userAgent string) (metadata.Interface, error) {
+	if c.RESTConfig == nil {
+		return nil, fmt.Errorf("metadata client for %s: the controller context has no REST config", userAgent)
+	}
+	rc := rest.CopyConfig(c.RESTConfig)
+	rc.UserAgent = userAgent
+	mc, err := metadata.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("metadata client for %s: %w", userAgent, err)
+	}
+	return mc, nil
 }
 
 // Queue is a rate-limited queue of object keys ("namespace/name").

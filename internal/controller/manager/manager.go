@@ -59,9 +59,10 @@ func Run(ctx context.Context, cfg Config) error {
 	defer broadcaster.Shutdown()
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	cctx := &controller.Context{
-		Client:    client,
-		Informers: factory,
-		Logger:    log,
+		RESTConfig: rc,
+		Client:     client,
+		Informers:  factory,
+		Logger:     log,
 		Recorder: func(component string) record.EventRecorder {
 			return broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component})
 		},

@@ -4,12 +4,14 @@ package servertest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,27 +59,47 @@ func FreePort(t testing.TB) int {
 // the test ends.
 func Start(t testing.TB, dataDir string, opts ...Option) *Server {
 	t.Helper()
-	if dataDir == "" {
-		dataDir = t.TempDir()
+	fresh := dataDir == ""
+	// Free ports are found by listening and closing, so another test may
+	// take one in between: retry with new ports when that happens.
+	for attempt := 1; ; attempt++ {
+		if fresh {
+			dataDir = t.TempDir()
+		}
+		cfg := config.DefaultServer()
+		cfg.DataDir = dataDir
+		cfg.BindAddress = "127.0.0.1"
+		cfg.HTTPSPort = FreePort(t)
+		cfg.EtcdClientPort = FreePort(t)
+		cfg.EtcdPeerPort = FreePort(t)
+		cfg.KubeconfigPath = filepath.Join(dataDir, "kubeconfig.yaml")
+		cfg.DisableAgent = true
+		cfg.NodeName = "server-" + strconv.Itoa(cfg.HTTPSPort)
+		for _, o := range opts {
+			o(&cfg)
+		}
+		s, err := start(t, cfg)
+		if err == nil {
+			return s
+		}
+		if attempt < 5 && strings.Contains(err.Error(), "address already in use") {
+			continue
+		}
+		t.Fatalf("server failed to start: %v", err)
 	}
-	cfg := config.DefaultServer()
-	cfg.DataDir = dataDir
-	cfg.BindAddress = "127.0.0.1"
-	cfg.HTTPSPort = FreePort(t)
-	cfg.EtcdClientPort = FreePort(t)
-	cfg.EtcdPeerPort = FreePort(t)
-	cfg.KubeconfigPath = filepath.Join(dataDir, "kubeconfig.yaml")
-	cfg.DisableAgent = true
-	cfg.NodeName = "server-" + strconv.Itoa(cfg.HTTPSPort)
-	for _, o := range opts {
-		o(&cfg)
-	}
-	s := StartConfig(t, cfg)
-	return s
 }
 
 // StartConfig starts a server with exactly cfg.
 func StartConfig(t testing.TB, cfg config.Server) *Server {
+	t.Helper()
+	s, err := start(t, cfg)
+	if err != nil {
+		t.Fatalf("server failed to start: %v", err)
+	}
+	return s
+}
+
+func start(t testing.TB, cfg config.Server) (*Server, error) {
 	t.Helper()
 	var out io.Writer = io.Discard
 	if os.Getenv("SKIFF_TEST_LOG") != "" {
@@ -86,7 +108,7 @@ func StartConfig(t testing.TB, cfg config.Server) *Server {
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := server.New(cfg, log, "test")
 	if err != nil {
-		t.Fatalf("new server: %v", err)
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{DataDir: cfg.DataDir, KubeconfigPath: cfg.KubeconfigPath, Config: cfg, cancel: cancel, done: make(chan error, 1)}
@@ -95,13 +117,14 @@ func StartConfig(t testing.TB, cfg config.Server) *Server {
 	case <-srv.Ready():
 	case err := <-s.done:
 		cancel()
-		t.Fatalf("server failed to start: %v", err)
+		return nil, err
 	case <-time.After(60 * time.Second):
 		cancel()
-		t.Fatalf("server not ready after 60s")
+		<-s.done
+		return nil, fmt.Errorf("server not ready after 60s")
 	}
 	t.Cleanup(func() { s.Stop(t) })
-	return s
+	return s, nil
 }
 
 // Stop stops the server and waits for it; calling it twice is fine.

@@ -1,0 +1,486 @@
+// Package deployment is the Deployment controller: it rolls a Deployment's
+// pod template out through ReplicaSets, one per template revision, with the
+// RollingUpdate or Recreate strategy, scales them proportionally, tracks
+// progress against progressDeadlineSeconds, honours pause, and cleans up
+// old revisions beyond revisionHistoryLimit.
+package deployment
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+
+	"skiff/internal/controller"
+	"skiff/internal/controller/manager"
+)
+
+const (
+	// Name is the controller's name in events and logs.
+	Name    = "deployment-controller"
+	workers = 5
+)
+
+// deploymentKind and rsKind are the kinds as owner references name them.
+func deploymentKind() schema.GroupVersionKind {
+	return appsv1.SchemeGroupVersion.WithKind("Deployment")
+}
+
+func rsKind() schema.GroupVersionKind { return appsv1.SchemeGroupVersion.WithKind("ReplicaSet") }
+
+// Controller is the Deployment controller.
+type Controller struct {
+	client    kubernetes.Interface
+	dLister   appslisters.DeploymentLister
+	rsLister  appslisters.ReplicaSetLister
+	podLister corelisters.PodLister
+	synced    []cache.InformerSynced
+	queue     controller.Queue
+	recorder  record.EventRecorder
+	log       *slog.Logger
+	now       func() time.Time
+}
+
+// New builds the controller and registers its informer handlers.
+func New(cctx *controller.Context) (*Controller, error) {
+	dInf := cctx.Informers.Apps().V1().Deployments()
+	rsInf := cctx.Informers.Apps().V1().ReplicaSets()
+	podInf := cctx.Informers.Core().V1().Pods()
+	log := cctx.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	c := &Controller{
+		client:    cctx.Client,
+		dLister:   dInf.Lister(),
+		rsLister:  rsInf.Lister(),
+		podLister: podInf.Lister(),
+		synced:    []cache.InformerSynced{dInf.Informer().HasSynced, rsInf.Informer().HasSynced, podInf.Informer().HasSynced},
+		queue:     controller.NewQueue("deployment"),
+		recorder:  cctx.Recorder(Name),
+		log:       log.With("controller", "deployment"),
+		now:       time.Now,
+	}
+	enqueue := func(obj interface{}) { controller.Enqueue(c.queue, obj) }
+	if _, err := dInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueue,
+		UpdateFunc: func(_, cur interface{}) { enqueue(cur) },
+		DeleteFunc: enqueue,
+	}); err != nil {
+		return nil, fmt.Errorf("deployment controller: watch deployments: %w", err)
+	}
+	if _, err := rsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.addReplicaSet,
+		UpdateFunc: c.updateReplicaSet,
+		DeleteFunc: c.deleteReplicaSet,
+	}); err != nil {
+		return nil, fmt.Errorf("deployment controller: watch replicasets: %w", err)
+	}
+	if _, err := podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		DeleteFunc: c.deletePod,
+	}); err != nil {
+		return nil, fmt.Errorf("deployment controller: watch pods: %w", err)
+	}
+	return c, nil
+}
+
+// Run waits for the caches and runs the workers until ctx is done.
+func (c *Controller) Run(ctx context.Context) {
+	defer c.queue.ShutDown()
+	c.log.Info("starting")
+	if !controller.WaitForSync(ctx, c.log, c.synced...) {
+		return
+	}
+	c.log.Info("ready")
+	controller.RunWorkers(ctx, c.log, c.queue, workers, c.sync)
+	c.log.Info("stopped")
+}
+
+func keyOf(d *appsv1.Deployment) string { return d.Namespace + "/" + d.Name }
+
+// Event handlers.
+
+// resolveOwner returns the Deployment ref points to, if it still exists
+// with that uid.
+func (c *Controller) resolveOwner(ns string, ref *metav1.OwnerReference) *appsv1.Deployment {
+	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	if err != nil || gv.Group != deploymentKind().Group || ref.Kind != deploymentKind().Kind {
+		return nil
+	}
+	d, err := c.dLister.Deployments(ns).Get(ref.Name)
+	if err != nil || d.UID != ref.UID {
+		return nil
+	}
+	return d
+}
+
+// selecting returns the Deployments whose selector matches rs's labels.
+func (c *Controller) selecting(rs *appsv1.ReplicaSet) []*appsv1.Deployment {
+	all, err := c.dLister.Deployments(rs.Namespace).List(labels.Everything())
+	if err != nil {
+		return nil
+	}
+	var out []*appsv1.Deployment
+	for _, d := range all {
+		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+		if err != nil || sel.Empty() {
+			continue
+		}
+		if sel.Matches(labels.Set(rs.Labels)) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func (c *Controller) addReplicaSet(obj interface{}) {
+	rs, ok := obj.(*appsv1.ReplicaSet)
+	if !ok {
+		return
+	}
+	if rs.DeletionTimestamp != nil {
+		c.deleteReplicaSet(rs)
+		return
+	}
+	if ref := metav1.GetControllerOf(rs); ref != nil {
+		if d := c.resolveOwner(rs.Namespace, ref); d != nil {
+			c.queue.Add(keyOf(d))
+		}
+		return
+	}
+	for _, d := range c.selecting(rs) {
+		c.queue.Add(keyOf(d))
+	}
+}
+
+func (c *Controller) updateReplicaSet(oldObj, curObj interface{}) {
+	old, ok1 := oldObj.(*appsv1.ReplicaSet)
+	cur, ok2 := curObj.(*appsv1.ReplicaSet)
+	if !ok1 || !ok2 || old.ResourceVersion == cur.ResourceVersion {
+		return
+	}
+	curRef, oldRef := metav1.GetControllerOf(cur), metav1.GetControllerOf(old)
+	refChanged := !reflect.DeepEqual(curRef, oldRef)
+	if refChanged && oldRef != nil {
+		if d := c.resolveOwner(old.Namespace, oldRef); d != nil {
+			c.queue.Add(keyOf(d))
+		}
+	}
+	if curRef != nil {
+		if d := c.resolveOwner(cur.Namespace, curRef); d != nil {
+			c.queue.Add(keyOf(d))
+		}
+		return
+	}
+	if refChanged || !reflect.DeepEqual(old.Labels, cur.Labels) {
+		for _, d := range c.selecting(cur) {
+			c.queue.Add(keyOf(d))
+		}
+	}
+}
+
+func (c *Controller) deleteReplicaSet(obj interface{}) {
+	rs, ok := obj.(*appsv1.ReplicaSet)
+	if !ok {
+		t, ok := obj.(cache.DeletedFinalStateUnknown)
+		if !ok {
+			return
+		}
+		if rs, ok = t.Obj.(*appsv1.ReplicaSet); !ok {
+			return
+		}
+	}
+	if ref := metav1.GetControllerOf(rs); ref != nil {
+		if d := c.resolveOwner(rs.Namespace, ref); d != nil {
+			c.queue.Add(keyOf(d))
+		}
+	}
+}
+
+// deletePod wakes a Recreate Deployment waiting for its old pods to go.
+func (c *Controller) deletePod(obj interface{}) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		t, ok := obj.(cache.DeletedFinalStateUnknown)
+		if !ok {
+			return
+		}
+		if pod, ok = t.Obj.(*corev1.Pod); !ok {
+			return
+		}
+	}
+	ref := metav1.GetControllerOf(pod)
+	if ref == nil || ref.Kind != rsKind().Kind {
+		return
+	}
+	rs, err := c.rsLister.ReplicaSets(pod.Namespace).Get(ref.Name)
+	if err != nil || rs.UID != ref.UID {
+		return
+	}
+	dref := metav1.GetControllerOf(rs)
+	if dref == nil {
+		return
+	}
+	if d := c.resolveOwner(rs.Namespace, dref); d != nil && d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
+		c.queue.Add(keyOf(d))
+	}
+}
+
+// sync reconciles the Deployment key from the listers' current state.
+func (c *Controller) sync(ctx context.Context, key string) error {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		c.log.Warn("dropping malformed key", "key", key, "err", err)
+		return nil
+	}
+	cached, err := c.dLister.Deployments(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get deployment %s: %w", key, err)
+	}
+	d := cached.DeepCopy()
+	selector, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		c.log.Warn("deployment has an invalid selector", "key", key, "err", err)
+		return nil
+	}
+	if selector.Empty() {
+		c.recorder.Eventf(d, corev1.EventTypeWarning, "SelectingAll", "This deployment is selecting all pods. A non-empty selector is required.")
+		if d.Status.ObservedGeneration < d.Generation {
+			d.Status.ObservedGeneration = d.Generation
+			if err := c.updateStatus(ctx, d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	rsList, err := c.claimReplicaSets(ctx, d, selector)
+	if err != nil {
+		return err
+	}
+	if d.DeletionTimestamp != nil {
+		return c.syncStatusOnly(ctx, d, rsList)
+	}
+	if err := c.checkPausedConditions(ctx, d); err != nil {
+		return err
+	}
+	if d.Spec.Paused {
+		return c.syncScale(ctx, d, rsList)
+	}
+	scaling, err := c.isScalingEvent(ctx, d, rsList)
+	if err != nil {
+		return err
+	}
+	if scaling {
+		return c.syncScale(ctx, d, rsList)
+	}
+	switch d.Spec.Strategy.Type {
+	case appsv1.RecreateDeploymentStrategyType:
+		pods, err := c.podsByReplicaSet(d, selector, rsList)
+		if err != nil {
+			return err
+		}
+		return c.rolloutRecreate(ctx, d, rsList, pods)
+	case appsv1.RollingUpdateDeploymentStrategyType:
+		return c.rolloutRolling(ctx, d, rsList)
+	}
+	c.log.Warn("deployment has an unknown strategy", "key", key, "strategy", d.Spec.Strategy.Type)
+	return nil
+}
+
+// claimReplicaSets returns the ReplicaSets d controls and still selects,
+// adopting matching orphans and releasing those that stopped matching.
+func (c *Controller) claimReplicaSets(ctx context.Context, d *appsv1.Deployment, selector labels.Selector) ([]*appsv1.ReplicaSet, error) {
+	all, err := c.rsLister.ReplicaSets(d.Namespace).List(labels.Everything())
+	if err != nil {
+		return nil, fmt.Errorf("list replicasets of %s: %w", keyOf(d), err)
+	}
+	var (
+		out      []*appsv1.ReplicaSet
+		errs     []error
+		adoptErr error
+		checked  bool
+	)
+	canAdopt := func() error {
+		if checked {
+			return adoptErr
+		}
+		checked = true
+		fresh, err := c.client.AppsV1().Deployments(d.Namespace).Get(ctx, d.Name, metav1.GetOptions{})
+		switch {
+		case err != nil:
+			adoptErr = fmt.Errorf("recheck deployment %s before adopting: %w", keyOf(d), err)
+		case fresh.UID != d.UID:
+			adoptErr = fmt.Errorf("deployment %s was replaced (uid %s, want %s); not adopting", keyOf(d), fresh.UID, d.UID)
+		case fresh.DeletionTimestamp != nil:
+			adoptErr = fmt.Errorf("deployment %s is being deleted; not adopting", keyOf(d))
+		}
+		return adoptErr
+	}
+	for _, rs := range all {
+		matches := selector.Matches(labels.Set(rs.Labels))
+		if ref := metav1.GetControllerOf(rs); ref != nil {
+			if ref.UID != d.UID {
+				continue
+			}
+			if matches {
+				out = append(out, rs)
+				continue
+			}
+			if d.DeletionTimestamp != nil {
+				continue
+			}
+			if err := c.patchOwner(ctx, d, rs, false); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsInvalid(err) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if !matches || d.DeletionTimestamp != nil || rs.DeletionTimestamp != nil {
+			continue
+		}
+		if err := canAdopt(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		if err := c.patchOwner(ctx, d, rs, true); err != nil {
+			if !apierrors.IsNotFound(err) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		out = append(out, rs)
+	}
+	return out, errors.Join(errs...)
+}
+
+// patchOwner adds (adopt) or removes d's controller reference on rs with a
+// strategic merge patch that also pins rs's uid.
+func (c *Controller) patchOwner(ctx context.Context, d *appsv1.Deployment, rs *appsv1.ReplicaSet, adopt bool) error {
+	ref := map[string]interface{}{"$patch": "delete", "uid": d.UID}
+	verb := "release"
+	if adopt {
+		verb = "adopt"
+		ref = map[string]interface{}{
+			"apiVersion": deploymentKind().GroupVersion().String(), "kind": deploymentKind().Kind,
+			"name": d.Name, "uid": d.UID, "controller": true, "blockOwnerDeletion": true,
+		}
+	}
+	body, err := json.Marshal(map[string]interface{}{
+		"metadata": map[string]interface{}{"ownerReferences": []interface{}{ref}, "uid": rs.UID},
+	})
+	if err != nil {
+		return fmt.Errorf("%s replicaset %s/%s: %w", verb, rs.Namespace, rs.Name, err)
+	}
+	if _, err := c.client.AppsV1().ReplicaSets(rs.Namespace).Patch(ctx, rs.Name, types.StrategicMergePatchType, body, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("%s replicaset %s/%s for deployment %s: %w", verb, rs.Namespace, rs.Name, keyOf(d), err)
+	}
+	c.log.Debug(verb+"ed replicaset", "deployment", keyOf(d), "replicaset", rs.Name)
+	return nil
+}
+
+// podsByReplicaSet groups the pods d selects by the ReplicaSet (of rsList)
+// controlling them.
+func (c *Controller) podsByReplicaSet(d *appsv1.Deployment, selector labels.Selector, rsList []*appsv1.ReplicaSet) (map[types.UID][]*corev1.Pod, error) {
+	pods, err := c.podLister.Pods(d.Namespace).List(selector)
+	if err != nil {
+		return nil, fmt.Errorf("list pods of %s: %w", keyOf(d), err)
+	}
+	out := make(map[types.UID][]*corev1.Pod, len(rsList))
+	for _, rs := range rsList {
+		out[rs.UID] = nil
+	}
+	for _, p := range pods {
+		ref := metav1.GetControllerOf(p)
+		if ref == nil {
+			continue
+		}
+		if _, ok := out[ref.UID]; ok {
+			out[ref.UID] = append(out[ref.UID], p)
+		}
+	}
+	return out, nil
+}
+
+// Writes of the Deployment. d is updated in place with what the server
+// returns, so that later writes in the same sync do not conflict.
+
+// updateStatus writes d's status.
+func (c *Controller) updateStatus(ctx context.Context, d *appsv1.Deployment) error {
+	out, err := c.client.AppsV1().Deployments(d.Namespace).UpdateStatus(ctx, d, metav1.UpdateOptions{})
+	if err != nil {
+		return fmt.Errorf("update status of deployment %s: %w", keyOf(d), err)
+	}
+	*d = *out
+	return nil
+}
+
+// setRevision records rev as d's revision annotation if it is not already.
+// Annotations are metadata, so they go through an update of the object
+// (the status subresource writes the status only); the status is kept.
+func (c *Controller) setRevision(ctx context.Context, d *appsv1.Deployment, rev string) error {
+	if rev == "" || d.Annotations[RevisionAnnotation] == rev {
+		return nil
+	}
+	cp := d.DeepCopy()
+	if cp.Annotations == nil {
+		cp.Annotations = map[string]string{}
+	}
+	cp.Annotations[RevisionAnnotation] = rev
+	out, err := c.client.AppsV1().Deployments(d.Namespace).Update(ctx, cp, metav1.UpdateOptions{})
+	if err != nil {
+		return fmt.Errorf("set revision of deployment %s: %w", keyOf(d), err)
+	}
+	status := d.Status
+	*d = *out
+	d.Status = status
+	return nil
+}
+
+// checkPausedConditions notes a pause or resume in the Progressing
+// condition (resuming restarts the progress deadline).
+func (c *Controller) checkPausedConditions(ctx context.Context, d *appsv1.Deployment) error {
+	if !hasProgressDeadline(d) {
+		return nil
+	}
+	cond := getCondition(&d.Status, appsv1.DeploymentProgressing)
+	if cond != nil && cond.Reason == ReasonTimedOut {
+		return nil // a reported lack of progress stays
+	}
+	pausedNoted := cond != nil && cond.Reason == ReasonPaused
+	switch {
+	case d.Spec.Paused && !pausedNoted:
+		setCondition(&d.Status, newCondition(appsv1.DeploymentProgressing, corev1.ConditionUnknown, ReasonPaused, "Deployment is paused", c.now()))
+	case !d.Spec.Paused && pausedNoted:
+		setCondition(&d.Status, newCondition(appsv1.DeploymentProgressing, corev1.ConditionUnknown, ReasonResumed, "Deployment is resumed", c.now()))
+	default:
+		return nil
+	}
+	return c.updateStatus(ctx, d)
+}
+
+// NewRunner is New in the shape of a controller manager entry.
+func NewRunner(cctx *controller.Context) (manager.Runner, error) {
+	c, err := New(cctx)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
