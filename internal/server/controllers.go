@@ -3,10 +3,13 @@ package server
 import (
 	"skiff/internal/config"
 	"skiff/internal/controller"
+	"skiff/internal/controller/cronjob"
+	"skiff/internal/controller/daemonset"
 	"skiff/internal/controller/deployment"
 	"skiff/internal/controller/endpoints"
 	"skiff/internal/controller/endpointslice"
 	"skiff/internal/controller/garbagecollector"
+	"skiff/internal/controller/job"
 	"skiff/internal/controller/localpath"
 	"skiff/internal/controller/manager"
 	"skiff/internal/controller/namespace"
@@ -40,6 +43,11 @@ func schedulerEntries(cfg config.Server) []manager.Entry {
 // controllerManagerEntries are the controllers, one entry each.
 func controllerManagerEntries(cfg config.Server) []manager.Entry {
 	var out []manager.Entry
+	out = append(out, manager.Entry{Name: "job", New: func(cctx *controller.Context) (manager.Runner, error) { return job.New(cctx, job.Options{}) }})
+	out = append(out, manager.Entry{Name: "cronjob", New: func(cctx *controller.Context) (manager.Runner, error) { return cronjob.New(cctx, cronjob.Options{}) }})
+	out = append(out, manager.Entry{Name: "daemonset", New: func(cctx *controller.Context) (manager.Runner, error) {
+		return daemonset.New(cctx, daemonset.Options{})
+	}})
 	out = append(out, manager.Entry{Name: namespace.Name, New: func(cctx *controller.Context) (manager.Runner, error) { return namespace.New(cctx) }})
 	out = append(out, manager.Entry{Name: garbagecollector.Name, New: func(cctx *controller.Context) (manager.Runner, error) { return garbagecollector.New(cctx) }})
 	out = append(out, manager.Entry{Name: endpoints.Name, New: func(cctx *controller.Context) (manager.Runner, error) { return endpoints.New(cctx) }})
