@@ -35,7 +35,7 @@ func controllerEntries(cfg config.Server) []manager.Entry {
 
 // schedulerEntries is the scheduler.
 func schedulerEntries(cfg config.Server) []manager.Entry {
-	return []manager.Entry{{Name: "scheduler", New: func(cctx *controller.Context) (manager.Runner, error) {
+	return []manager.Entry{{Name: "scheduler", OwnConnection: true, New: func(cctx *controller.Context) (manager.Runner, error) {
 		return scheduler.New(cctx, scheduler.Config{})
 	}}}
 }

@@ -99,6 +99,8 @@ func loopbackConfig(kubeconfig []byte) (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loopback client config: %w", err)
 	}
-	rc.QPS, rc.Burst = 200, 400
+	// In-process loops are trusted; the workqueues pace them. A client-side
+	// limit this high only stops a runaway loop.
+	rc.QPS, rc.Burst = 2000, 4000
 	return rc, nil
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -30,6 +31,10 @@ type Runner interface {
 type Entry struct {
 	Name string
 	New  func(cctx *controller.Context) (Runner, error)
+	// OwnConnection gives the controller its own client and HTTP
+	// connection, for one whose writes must not queue behind the others'
+	// (the scheduler's binds). It still shares the informers.
+	OwnConnection bool
 }
 
 // Config is what the manager needs.
@@ -70,7 +75,13 @@ func Run(ctx context.Context, cfg Config) error {
 	var runners []Runner
 	var names []string
 	for _, e := range cfg.Controllers {
-		r, err := e.New(cctx)
+		ectx := cctx
+		if e.OwnConnection {
+			if ectx, err = withOwnConnection(cctx, e.Name); err != nil {
+				return err
+			}
+		}
+		r, err := e.New(ectx)
 		if err != nil {
 			return fmt.Errorf("controller %s: %w", e.Name, err)
 		}
@@ -93,4 +104,21 @@ func Run(ctx context.Context, cfg Config) error {
 	wg.Wait()
 	log.Info("controllers stopped")
 	return nil
+}
+
+// withOwnConnection copies cctx with a client on a connection of its own.
+// client-go shares one cached transport among equal configs; a config with
+// its own dialer gets a transport, and so a connection, of its own.
+func withOwnConnection(cctx *controller.Context, name string) (*controller.Context, error) {
+	rc := rest.CopyConfig(cctx.RESTConfig)
+	rc.UserAgent = "skiff-" + name
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	rc.Dial = dialer.DialContext
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("controller %s: client: %w", name, err)
+	}
+	own := *cctx
+	own.RESTConfig, own.Client = rc, client
+	return &own, nil
 }
