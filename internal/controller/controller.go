@@ -11,6 +11,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
@@ -30,6 +31,16 @@ type Context struct {
 	// Recorder emits Events; the broadcaster deduplicates them with counts.
 	Recorder func(component string) record.EventRecorder
 	Logger   *slog.Logger
+}
+
+// ControllerLogger returns the context's logger (slog.Default() if it has
+// none) with the attribute controller=name.
+func (c *Context) ControllerLogger(name string) *slog.Logger {
+	log := c.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return log.With("controller", name)
 }
 
 // MetadataClient returns a client for PartialObjectMetadata of any
@@ -64,6 +75,39 @@ func Enqueue(q Queue, obj interface{}) {
 	if err == nil {
 		q.Add(key)
 	}
+}
+
+// EnqueueHandler returns informer handlers that enqueue the key of every
+// added, updated (the new object) and deleted object. Replace a field to
+// handle one kind of event differently.
+func EnqueueHandler(q Queue) cache.ResourceEventHandlerFuncs {
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj interface{}) { Enqueue(q, obj) },
+		UpdateFunc: func(_, cur interface{}) { Enqueue(q, cur) },
+		DeleteFunc: func(obj interface{}) { Enqueue(q, obj) },
+	}
+}
+
+// ObjectOf returns an informer event's object as a T (such as *corev1.Pod),
+// unwrapping a tombstone (cache.DeletedFinalStateUnknown); false if it is
+// no T.
+func ObjectOf[T any](obj interface{}) (T, bool) {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	o, ok := obj.(T)
+	return o, ok
+}
+
+// ControllerKey returns the key ("namespace/name") of the object that
+// controls obj (its ownerReference with controller=true), if that object is
+// of apiVersion and kind; false otherwise.
+func ControllerKey(obj metav1.Object, apiVersion, kind string) (string, bool) {
+	ref := metav1.GetControllerOfNoCopy(obj)
+	if ref == nil || ref.Kind != kind || ref.APIVersion != apiVersion {
+		return "", false
+	}
+	return obj.GetNamespace() + "/" + ref.Name, true
 }
 
 // maxRetries is how often a failing key is retried before it is dropped
@@ -112,6 +156,20 @@ func processNext(ctx context.Context, log *slog.Logger, q Queue, syncKey SyncFun
 		q.Forget(key)
 	}
 	return true
+}
+
+// Run is the Run of a controller with one queue: it logs starting, waits
+// for the caches, logs ready and runs workers goroutines draining q with
+// syncKey until ctx is done, then logs stopped. q is shut down either way.
+func Run(ctx context.Context, log *slog.Logger, q Queue, workers int, syncKey SyncFunc, synced ...cache.InformerSynced) {
+	log.Info("starting")
+	defer log.Info("stopped")
+	if !WaitForSync(ctx, log, synced...) {
+		q.ShutDown()
+		return
+	}
+	log.Info("ready")
+	RunWorkers(ctx, log, q, workers, syncKey)
 }
 
 // WaitForSync waits for the informers' caches; false if ctx ended first.

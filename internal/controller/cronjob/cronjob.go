@@ -15,7 +15,6 @@ import (
 	_ "time/tzdata"
 
 	batchv1 "k8s.io/api/batch/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	batchlisters "k8s.io/client-go/listers/batch/v1"
 	"k8s.io/client-go/tools/cache"
@@ -61,10 +60,6 @@ func New(cctx *controller.Context, opts Options) (*Controller, error) {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	log := cctx.Logger
-	if log == nil {
-		log = slog.Default()
-	}
 	cjInformer := cctx.Informers.Batch().V1().CronJobs()
 	jobInformer := cctx.Informers.Batch().V1().Jobs()
 	c := &Controller{
@@ -75,15 +70,11 @@ func New(cctx *controller.Context, opts Options) (*Controller, error) {
 		queue:    controller.NewQueue("cronjob"),
 		wake:     newWakeups(opts.Clock),
 		recorder: cctx.Recorder(Name),
-		log:      log.With("controller", "cronjob"),
+		log:      cctx.ControllerLogger("cronjob"),
 		opts:     opts,
 		clock:    opts.Clock,
 	}
-	if _, err := cjInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj interface{}) { controller.Enqueue(c.queue, obj) },
-		UpdateFunc: func(_, obj interface{}) { controller.Enqueue(c.queue, obj) },
-		DeleteFunc: func(obj interface{}) { controller.Enqueue(c.queue, obj) },
-	}); err != nil {
+	if _, err := cjInformer.Informer().AddEventHandler(controller.EnqueueHandler(c.queue)); err != nil {
 		return nil, fmt.Errorf("cronjob controller: watch cronjobs: %w", err)
 	}
 	if _, err := jobInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -116,16 +107,11 @@ func (c *Controller) Run(ctx context.Context) {
 
 // jobChanged queues the CronJob that controls a Job.
 func (c *Controller) jobChanged(obj interface{}) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	j, ok := obj.(*batchv1.Job)
+	j, ok := controller.ObjectOf[*batchv1.Job](obj)
 	if !ok {
 		return
 	}
-	ref := metav1.GetControllerOf(j)
-	if ref == nil || ref.Kind != "CronJob" || ref.APIVersion != batchv1.SchemeGroupVersion.String() {
-		return
+	if key, ok := controller.ControllerKey(j, batchv1.SchemeGroupVersion.String(), "CronJob"); ok {
+		c.queue.Add(key)
 	}
-	c.queue.Add(j.Namespace + "/" + ref.Name)
 }

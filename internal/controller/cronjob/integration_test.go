@@ -3,9 +3,6 @@ package cronjob_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"testing"
 	"time"
 
@@ -33,28 +30,9 @@ func startCronJobController(t *testing.T) (kubernetes.Interface, *clocktesting.F
 	t.Helper()
 	s := servertest.Start(t, "", func(c *config.Server) { c.DisableControllerManager = true })
 	client := s.Client(t)
-	rc := s.RESTConfig(t)
 	fake := clocktesting.NewFakeClock(time.Now())
-	out := io.Discard
-	if os.Getenv("SKIFF_TEST_LOG") != "" {
-		out = os.Stderr
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- manager.Run(ctx, manager.Config{
-			RESTConfig: rc,
-			Logger:     slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})),
-			Controllers: []manager.Entry{{Name: "cronjob", New: func(c *controller.Context) (manager.Runner, error) {
-				return cronjob.New(c, cronjob.Options{Clock: fake})
-			}}},
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("controller manager: %v", err)
-		}
+	s.RunController(t, "cronjob", func(c *controller.Context) (manager.Runner, error) {
+		return cronjob.New(c, cronjob.Options{Clock: fake})
 	})
 	return client, fake
 }

@@ -18,7 +18,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
@@ -28,6 +27,7 @@ import (
 	"k8s.io/client-go/util/flowcontrol"
 
 	"skiff/internal/controller"
+	"skiff/internal/controller/expectations"
 )
 
 const (
@@ -64,7 +64,7 @@ type Controller struct {
 	opts     Options
 	now      func() time.Time
 
-	expect  *expectations
+	expect  *expectations.Pods
 	backoff *flowcontrol.Backoff // per DaemonSet and node, for failed pods
 }
 
@@ -72,10 +72,6 @@ type Controller struct {
 func New(cctx *controller.Context, opts Options) (*Controller, error) {
 	if opts.Workers <= 0 {
 		opts.Workers = defaultWorkers
-	}
-	log := cctx.Logger
-	if log == nil {
-		log = slog.Default()
 	}
 	dsInformer := cctx.Informers.Apps().V1().DaemonSets()
 	podInformer := cctx.Informers.Core().V1().Pods()
@@ -90,24 +86,16 @@ func New(cctx *controller.Context, opts Options) (*Controller, error) {
 		},
 		queue:    controller.NewQueue("daemonset"),
 		recorder: cctx.Recorder(Name),
-		log:      log.With("controller", "daemonset"),
+		log:      cctx.ControllerLogger("daemonset"),
 		opts:     opts,
 		now:      time.Now,
 		backoff:  flowcontrol.NewBackOff(failedPodBackoff, failedPodBackoffMax),
 	}
-	c.expect = newExpectations(expectationsTTL, c.now)
-	if _, err := dsInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj interface{}) { controller.Enqueue(c.queue, obj) },
-		UpdateFunc: func(_, obj interface{}) { controller.Enqueue(c.queue, obj) },
-		DeleteFunc: func(obj interface{}) { controller.Enqueue(c.queue, obj) },
-	}); err != nil {
+	c.expect = expectations.New(expectationsTTL, c.now)
+	if _, err := dsInformer.Informer().AddEventHandler(controller.EnqueueHandler(c.queue)); err != nil {
 		return nil, fmt.Errorf("daemonset controller: watch daemonsets: %w", err)
 	}
-	if _, err := podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.podAdded,
-		UpdateFunc: c.podUpdated,
-		DeleteFunc: c.podDeleted,
-	}); err != nil {
+	if _, err := podInformer.Informer().AddEventHandler(c.expect.PodHandler(c.queue, setKeyOf, nil)); err != nil {
 		return nil, fmt.Errorf("daemonset controller: watch pods: %w", err)
 	}
 	if _, err := nodeInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -172,63 +160,5 @@ func (c *Controller) enqueueAll() {
 
 // setKeyOf returns the key of the DaemonSet controlling pod.
 func setKeyOf(pod *corev1.Pod) (string, bool) {
-	ref := metav1.GetControllerOf(pod)
-	if ref == nil || ref.Kind != "DaemonSet" || ref.APIVersion != appsv1.SchemeGroupVersion.String() {
-		return "", false
-	}
-	return pod.Namespace + "/" + ref.Name, true
-}
-
-func podOf(obj interface{}) *corev1.Pod {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	p, _ := obj.(*corev1.Pod)
-	return p
-}
-
-func (c *Controller) podAdded(obj interface{}) {
-	pod := podOf(obj)
-	if pod == nil {
-		return
-	}
-	if key, ok := setKeyOf(pod); ok {
-		c.expect.observeAdd(key, pod.Name)
-		if pod.DeletionTimestamp != nil {
-			c.expect.observeDelete(key, pod.Name)
-		}
-		c.queue.Add(key)
-	}
-}
-
-func (c *Controller) podUpdated(oldObj, obj interface{}) {
-	old, pod := podOf(oldObj), podOf(obj)
-	if pod == nil {
-		return
-	}
-	key, ok := setKeyOf(pod)
-	if old != nil {
-		if oldKey, oldOK := setKeyOf(old); oldOK && (!ok || oldKey != key) {
-			c.queue.Add(oldKey)
-		}
-	}
-	if !ok {
-		return
-	}
-	if pod.DeletionTimestamp != nil {
-		c.expect.observeDelete(key, pod.Name)
-	}
-	c.queue.Add(key)
-}
-
-func (c *Controller) podDeleted(obj interface{}) {
-	pod := podOf(obj)
-	if pod == nil {
-		return
-	}
-	if key, ok := setKeyOf(pod); ok {
-		c.expect.observeAdd(key, pod.Name)
-		c.expect.observeDelete(key, pod.Name)
-		c.queue.Add(key)
-	}
+	return controller.ControllerKey(pod, appsv1.SchemeGroupVersion.String(), "DaemonSet")
 }

@@ -3,9 +3,6 @@ package daemonset_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -33,27 +30,8 @@ func cluster(t *testing.T) (kubernetes.Interface, context.Context) {
 	t.Helper()
 	s := servertest.Start(t, "", func(c *config.Server) { c.DisableControllerManager = true })
 	client := s.Client(t)
-	rc := s.RESTConfig(t)
-	out := io.Discard
-	if os.Getenv("SKIFF_TEST_LOG") != "" {
-		out = os.Stderr
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- manager.Run(ctx, manager.Config{
-			RESTConfig: rc,
-			Logger:     slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})),
-			Controllers: []manager.Entry{{Name: "daemonset", New: func(c *controller.Context) (manager.Runner, error) {
-				return daemonset.New(c, daemonset.Options{})
-			}}},
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("controller manager: %v", err)
-		}
+	ctx := s.RunController(t, "daemonset", func(c *controller.Context) (manager.Runner, error) {
+		return daemonset.New(c, daemonset.Options{})
 	})
 	return client, ctx
 }

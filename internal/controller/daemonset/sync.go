@@ -35,7 +35,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	}
 	cached, err := c.sets.DaemonSets(ns).Get(name)
 	if apierrors.IsNotFound(err) {
-		c.expect.forget(key)
+		c.expect.Forget(key)
 		return nil
 	}
 	if err != nil {
@@ -74,7 +74,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 
 	var errs []error
 	var requeue time.Duration
-	if c.expect.satisfied(key, ns, c.pods) {
+	if c.expect.Satisfied(key, ns, c.pods) {
 		var creates []string
 		var deletes []*corev1.Pod
 		creates, deletes, requeue = c.plan(ds, nodes, byNode, hash, now)
@@ -396,9 +396,9 @@ func (c *Controller) createPods(ctx context.Context, key string, ds *appsv1.Daem
 
 func (c *Controller) createPod(ctx context.Context, key string, ds *appsv1.DaemonSet, node, hash string) error {
 	pod := newPod(ds, node, hash)
-	c.expect.expectAdd(key, pod.Name)
+	c.expect.ExpectAdd(key, pod.Name)
 	if _, err := c.client.CoreV1().Pods(ds.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		c.expect.observeAdd(key, pod.Name)
+		c.expect.ObserveAdd(key, pod.Name)
 		if ctx.Err() == nil && !apierrors.IsAlreadyExists(err) {
 			c.recorder.Eventf(ds, corev1.EventTypeWarning, "FailedCreate", "Error creating: %v", err)
 		}
@@ -411,14 +411,14 @@ func (c *Controller) createPod(ctx context.Context, key string, ds *appsv1.Daemo
 func (c *Controller) deletePods(ctx context.Context, key string, ds *appsv1.DaemonSet, pods []*corev1.Pod) error {
 	var errs []error
 	for _, p := range pods {
-		c.expect.expectDelete(key, p.Name, p.UID)
+		c.expect.ExpectDelete(key, p.Name, p.UID)
 		err := c.client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
 		switch {
 		case err == nil:
 			c.recorder.Eventf(ds, corev1.EventTypeNormal, "SuccessfulDelete", "Deleted pod: %s", p.Name)
 		case apierrors.IsNotFound(err):
 		default:
-			c.expect.observeDelete(key, p.Name)
+			c.expect.ObserveDelete(key, p.Name)
 			if ctx.Err() == nil {
 				c.recorder.Eventf(ds, corev1.EventTypeWarning, "FailedDelete", "Error deleting: %v", err)
 			}

@@ -62,10 +62,6 @@ func New(cctx *controller.Context) (*Controller, error) {
 	dInf := cctx.Informers.Apps().V1().Deployments()
 	rsInf := cctx.Informers.Apps().V1().ReplicaSets()
 	podInf := cctx.Informers.Core().V1().Pods()
-	log := cctx.Logger
-	if log == nil {
-		log = slog.Default()
-	}
 	c := &Controller{
 		client:    cctx.Client,
 		dLister:   dInf.Lister(),
@@ -74,15 +70,10 @@ func New(cctx *controller.Context) (*Controller, error) {
 		synced:    []cache.InformerSynced{dInf.Informer().HasSynced, rsInf.Informer().HasSynced, podInf.Informer().HasSynced},
 		queue:     controller.NewQueue("deployment"),
 		recorder:  cctx.Recorder(Name),
-		log:       log.With("controller", "deployment"),
+		log:       cctx.ControllerLogger("deployment"),
 		now:       time.Now,
 	}
-	enqueue := func(obj interface{}) { controller.Enqueue(c.queue, obj) }
-	if _, err := dInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    enqueue,
-		UpdateFunc: func(_, cur interface{}) { enqueue(cur) },
-		DeleteFunc: enqueue,
-	}); err != nil {
+	if _, err := dInf.Informer().AddEventHandler(controller.EnqueueHandler(c.queue)); err != nil {
 		return nil, fmt.Errorf("deployment controller: watch deployments: %w", err)
 	}
 	if _, err := rsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -196,15 +187,9 @@ func (c *Controller) updateReplicaSet(oldObj, curObj interface{}) {
 }
 
 func (c *Controller) deleteReplicaSet(obj interface{}) {
-	rs, ok := obj.(*appsv1.ReplicaSet)
+	rs, ok := controller.ObjectOf[*appsv1.ReplicaSet](obj)
 	if !ok {
-		t, ok := obj.(cache.DeletedFinalStateUnknown)
-		if !ok {
-			return
-		}
-		if rs, ok = t.Obj.(*appsv1.ReplicaSet); !ok {
-			return
-		}
+		return
 	}
 	if ref := metav1.GetControllerOf(rs); ref != nil {
 		if d := c.resolveOwner(rs.Namespace, ref); d != nil {
@@ -215,15 +200,9 @@ func (c *Controller) deleteReplicaSet(obj interface{}) {
 
 // deletePod wakes a Recreate Deployment waiting for its old pods to go.
 func (c *Controller) deletePod(obj interface{}) {
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := controller.ObjectOf[*corev1.Pod](obj)
 	if !ok {
-		t, ok := obj.(cache.DeletedFinalStateUnknown)
-		if !ok {
-			return
-		}
-		if pod, ok = t.Obj.(*corev1.Pod); !ok {
-			return
-		}
+		return
 	}
 	ref := metav1.GetControllerOf(pod)
 	if ref == nil || ref.Kind != rsKind().Kind {

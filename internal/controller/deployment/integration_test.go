@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,51 +43,8 @@ func cluster(t *testing.T, nodes []string, dead ...string) kubernetes.Interface 
 	for _, n := range dead {
 		servertest.AddNode(t, client, n)
 	}
-	startBinder(ctx, client, nodes)
+	servertest.RunBinder(ctx, client, nodes)
 	return client
-}
-
-// startBinder binds every unassigned pod: to the node its hostname
-// selector names, or else to the next of nodes in turn.
-func startBinder(ctx context.Context, c kubernetes.Interface, nodes []string) {
-	var next atomic.Int64
-	bind := func(p *corev1.Pod) {
-		if p.Spec.NodeName != "" || p.DeletionTimestamp != nil {
-			return
-		}
-		node := p.Spec.NodeSelector[hostnameLabel]
-		if node == "" {
-			node = nodes[int(next.Add(1))%len(nodes)]
-		}
-		_ = c.CoreV1().Pods(p.Namespace).Bind(ctx, &corev1.Binding{
-			ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID},
-			Target:     corev1.ObjectReference{Kind: "Node", Name: node},
-		}, metav1.CreateOptions{})
-	}
-	go func() {
-		opts := metav1.ListOptions{FieldSelector: "spec.nodeName="}
-		for ctx.Err() == nil {
-			list, err := c.CoreV1().Pods("").List(ctx, opts)
-			if err != nil {
-				time.Sleep(50 * time.Millisecond)
-				continue
-			}
-			for i := range list.Items {
-				bind(&list.Items[i])
-			}
-			wopts := opts
-			wopts.ResourceVersion = list.ResourceVersion
-			w, err := c.CoreV1().Pods("").Watch(ctx, wopts)
-			if err != nil {
-				continue
-			}
-			for ev := range w.ResultChan() {
-				if p, ok := ev.Object.(*corev1.Pod); ok && (ev.Type == watch.Added || ev.Type == watch.Modified) {
-					bind(p)
-				}
-			}
-		}
-	}()
 }
 
 func eventually(t *testing.T, what string, cond func() (bool, string)) {

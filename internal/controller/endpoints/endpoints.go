@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"skiff/internal/controller"
+	"skiff/internal/controller/servicepods"
 )
 
 // Name is the controller's name in logs and the manager.
@@ -69,28 +70,10 @@ func New(cctx *controller.Context) (*Controller, error) {
 		log:       cctx.Logger.With("controller", Name),
 	}
 	enqueue := func(obj interface{}) { controller.Enqueue(c.queue, obj) }
-	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    enqueue,
-		UpdateFunc: func(_, cur interface{}) { enqueue(cur) },
-		DeleteFunc: enqueue,
-	}); err != nil {
+	if _, err := svcInf.Informer().AddEventHandler(controller.EnqueueHandler(c.queue)); err != nil {
 		return nil, fmt.Errorf("endpoints: service handler: %w", err)
 	}
-	if _, err := podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: c.onPod,
-		UpdateFunc: func(old, cur interface{}) {
-			o, ok1 := old.(*corev1.Pod)
-			n, ok2 := cur.(*corev1.Pod)
-			if !ok1 || !ok2 || !podChanged(o, n) {
-				return
-			}
-			c.onPod(cur)
-			if !reflect.DeepEqual(o.Labels, n.Labels) {
-				c.onPod(old)
-			}
-		},
-		DeleteFunc: c.onPod,
-	}); err != nil {
+	if _, err := podInf.Informer().AddEventHandler(servicepods.PodHandler(c.services, c.queue)); err != nil {
 		return nil, fmt.Errorf("endpoints: pod handler: %w", err)
 	}
 	// A changed or deleted Endpoints is put back as the service wants it.
@@ -103,36 +86,9 @@ func New(cctx *controller.Context) (*Controller, error) {
 	return c, nil
 }
 
-// onPod queues the services selecting the pod.
-func (c *Controller) onPod(obj interface{}) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	p, ok := obj.(*corev1.Pod)
-	if !ok {
-		return
-	}
-	svcs, err := c.services.Services(p.Namespace).List(labels.Everything())
-	if err != nil {
-		return
-	}
-	for _, s := range svcs {
-		if len(s.Spec.Selector) > 0 && labels.SelectorFromValidatedSet(s.Spec.Selector).Matches(labels.Set(p.Labels)) {
-			controller.Enqueue(c.queue, s)
-		}
-	}
-}
-
 // Run syncs services until ctx is done.
 func (c *Controller) Run(ctx context.Context) {
-	c.log.Info("starting")
-	defer c.log.Info("stopped")
-	if !controller.WaitForSync(ctx, c.log, c.synced...) {
-		c.queue.ShutDown()
-		return
-	}
-	c.log.Info("ready")
-	controller.RunWorkers(ctx, c.log, c.queue, workers, c.sync)
+	controller.Run(ctx, c.log, c.queue, workers, c.sync, c.synced...)
 }
 
 // sync makes the Endpoints of service key match its pods.
@@ -248,17 +204,17 @@ type address struct {
 // in a stable order; truncated says addresses were cut at the capacity.
 func subsetsFor(svc *corev1.Service, pods []*corev1.Pod) ([]corev1.EndpointSubset, bool) {
 	publishNotReady := svc.Spec.PublishNotReadyAddresses
-	family := serviceFamily(svc)
+	family := servicepods.ServiceFamily(svc)
 	groups := map[string]*group{}
 	for _, p := range pods {
-		if terminal(p) || (p.DeletionTimestamp != nil && !publishNotReady) {
+		if servicepods.Terminal(p) || (p.DeletionTimestamp != nil && !publishNotReady) {
 			continue
 		}
-		ip := podIP(p, family)
+		ip := servicepods.IP(p, family)
 		if ip == "" {
 			continue
 		}
-		a := address{ready: publishNotReady || podReady(p), addr: corev1.EndpointAddress{
+		a := address{ready: publishNotReady || servicepods.Ready(p), addr: corev1.EndpointAddress{
 			IP:        ip,
 			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: p.Namespace, Name: p.Name, UID: p.UID},
 		}}
@@ -277,11 +233,11 @@ func subsetsFor(svc *corev1.Service, pods []*corev1.Pod) ([]corev1.EndpointSubse
 		var ports []corev1.EndpointPort
 		for i := range svc.Spec.Ports {
 			sp := &svc.Spec.Ports[i]
-			n, ok := findPort(p, sp)
+			n, ok := servicepods.FindPort(p, sp)
 			if !ok {
 				continue // a named port this pod does not have
 			}
-			ports = append(ports, corev1.EndpointPort{Name: sp.Name, Port: n, Protocol: protocolOr(sp.Protocol), AppProtocol: sp.AppProtocol})
+			ports = append(ports, corev1.EndpointPort{Name: sp.Name, Port: n, Protocol: servicepods.Protocol(sp.Protocol), AppProtocol: sp.AppProtocol})
 		}
 		if len(ports) > 0 {
 			addTo(groups, ports, a)

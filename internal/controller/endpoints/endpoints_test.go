@@ -15,26 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
-	"skiff/internal/config"
 	"skiff/internal/server/servertest"
 )
-
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v: %v", what, timeout, err)
-}
-
-// slowNodeMonitor keeps the node lifecycle controller from marking the
-// kubelet-less test nodes unknown during the test.
-func slowNodeMonitor(c *config.Server) { c.Controllers.NodeMonitorGracePeriod = 10 * time.Minute }
 
 func newPod(ns, name, node string, labels map[string]string, ports ...corev1.ContainerPort) *corev1.Pod {
 	return &corev1.Pod{
@@ -53,30 +35,7 @@ func start(t *testing.T, c kubernetes.Interface, p *corev1.Pod, ip string, ready
 	if err != nil {
 		t.Fatalf("create pod %s: %v", p.Name, err)
 	}
-	return setReady(t, c, cur, ip, ready)
-}
-
-func setReady(t *testing.T, c kubernetes.Interface, p *corev1.Pod, ip string, ready bool) *corev1.Pod {
-	t.Helper()
-	cur, err := c.CoreV1().Pods(p.Namespace).Get(context.Background(), p.Name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	status := corev1.ConditionFalse
-	if ready {
-		status = corev1.ConditionTrue
-	}
-	cur.Status.Phase = corev1.PodRunning
-	if ip != "" {
-		cur.Status.PodIP = ip
-		cur.Status.PodIPs = []corev1.PodIP{{IP: ip}}
-	}
-	cur.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: status, LastTransitionTime: metav1.Now()}}
-	out, err := c.CoreV1().Pods(p.Namespace).UpdateStatus(context.Background(), cur, metav1.UpdateOptions{})
-	if err != nil {
-		t.Fatalf("pod %s status: %v", p.Name, err)
-	}
-	return out
+	return servertest.SetPodRunning(t, c, cur.Namespace, cur.Name, ip, ready)
 }
 
 // describe renders an Endpoints compactly: "ports|ready ips|notready ips"
@@ -106,7 +65,7 @@ func describe(ep *corev1.Endpoints) string {
 func expectEndpoints(t *testing.T, c kubernetes.Interface, ns, name, want string) *corev1.Endpoints {
 	t.Helper()
 	var ep *corev1.Endpoints
-	eventually(t, 15*time.Second, "endpoints "+name, func() error {
+	servertest.Eventually(t, 15*time.Second, "endpoints "+name, func() error {
 		var err error
 		ep, err = c.CoreV1().Endpoints(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
@@ -126,7 +85,7 @@ func expectEndpoints(t *testing.T, c kubernetes.Interface, ns, name, want string
 }
 
 func TestEndpointsFollowPods(t *testing.T) {
-	s := servertest.Start(t, "", slowNodeMonitor)
+	s := servertest.Start(t, "", servertest.SlowNodeMonitor)
 	c := s.Client(t)
 	ctx := context.Background()
 	const ns = "default"
@@ -179,10 +138,10 @@ func TestEndpointsFollowPods(t *testing.T) {
 	}
 
 	// Readiness flips move the address between lists.
-	setReady(t, c, a, "", false)
+	servertest.SetPodRunning(t, c, a.Namespace, a.Name, "", false)
 	expectEndpoints(t, c, ns, "web",
 		"http:8080,metrics:9090||10.42.0.10 http:8081,metrics:9090|10.42.0.11| metrics:9090|10.42.0.12|")
-	setReady(t, c, a, "", true)
+	servertest.SetPodRunning(t, c, a.Namespace, a.Name, "", true)
 	expectEndpoints(t, c, ns, "web",
 		"http:8080,metrics:9090|10.42.0.10| http:8081,metrics:9090|10.42.0.11| metrics:9090|10.42.0.12|")
 
@@ -207,7 +166,7 @@ func TestEndpointsFollowPods(t *testing.T) {
 	if _, err := c.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	setReady(t, c, a, "", false)
+	servertest.SetPodRunning(t, c, a.Namespace, a.Name, "", false)
 	expectEndpoints(t, c, ns, "web", "http:8080,metrics:9090|10.42.0.10| metrics:9090|10.42.0.12|")
 
 	// Someone else's edit is put back.
@@ -222,7 +181,7 @@ func TestEndpointsFollowPods(t *testing.T) {
 	if err := c.CoreV1().Services(ns).Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "endpoints deleted with the service", func() error {
+	servertest.Eventually(t, 15*time.Second, "endpoints deleted with the service", func() error {
 		_, err := c.CoreV1().Endpoints(ns).Get(ctx, "web", metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -240,7 +199,7 @@ func TestEndpointsFollowPods(t *testing.T) {
 }
 
 func TestEndpointsHeadlessAndSelectorless(t *testing.T) {
-	s := servertest.Start(t, "", slowNodeMonitor)
+	s := servertest.Start(t, "", servertest.SlowNodeMonitor)
 	c := s.Client(t)
 	ctx := context.Background()
 	const ns = "default"

@@ -34,6 +34,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"skiff/internal/controller"
+	"skiff/internal/controller/servicepods"
 )
 
 // Name is the controller's name in logs and the manager.
@@ -104,29 +105,10 @@ func New(cctx *controller.Context) (*Controller, error) {
 		written: map[string]map[string]write{},
 		now:     time.Now,
 	}
-	enqueue := func(obj interface{}) { controller.Enqueue(c.queue, obj) }
-	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    enqueue,
-		UpdateFunc: func(_, cur interface{}) { enqueue(cur) },
-		DeleteFunc: enqueue,
-	}); err != nil {
+	if _, err := svcInf.Informer().AddEventHandler(controller.EnqueueHandler(c.queue)); err != nil {
 		return nil, fmt.Errorf("endpointslice: service handler: %w", err)
 	}
-	if _, err := podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: c.onPod,
-		UpdateFunc: func(old, cur interface{}) {
-			o, ok1 := old.(*corev1.Pod)
-			n, ok2 := cur.(*corev1.Pod)
-			if !ok1 || !ok2 || !podChanged(o, n) {
-				return
-			}
-			c.onPod(cur)
-			if !reflect.DeepEqual(o.Labels, n.Labels) {
-				c.onPod(old)
-			}
-		},
-		DeleteFunc: c.onPod,
-	}); err != nil {
+	if _, err := podInf.Informer().AddEventHandler(servicepods.PodHandler(c.svcs, c.queue)); err != nil {
 		return nil, fmt.Errorf("endpointslice: pod handler: %w", err)
 	}
 	if _, err := sliceInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -139,33 +121,10 @@ func New(cctx *controller.Context) (*Controller, error) {
 	return c, nil
 }
 
-// onPod queues the services selecting the pod.
-func (c *Controller) onPod(obj interface{}) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	p, ok := obj.(*corev1.Pod)
-	if !ok {
-		return
-	}
-	svcs, err := c.svcs.Services(p.Namespace).List(labels.Everything())
-	if err != nil {
-		return
-	}
-	for _, s := range svcs {
-		if len(s.Spec.Selector) > 0 && labels.SelectorFromValidatedSet(s.Spec.Selector).Matches(labels.Set(p.Labels)) {
-			controller.Enqueue(c.queue, s)
-		}
-	}
-}
-
 // onSlice queues the service of a slice this controller manages, so a
 // slice changed or deleted by someone else is put back.
 func (c *Controller) onSlice(obj interface{}) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	s, ok := obj.(*discoveryv1.EndpointSlice)
+	s, ok := controller.ObjectOf[*discoveryv1.EndpointSlice](obj)
 	if !ok || s.Labels[discoveryv1.LabelManagedBy] != ManagedBy || s.Labels[discoveryv1.LabelServiceName] == "" {
 		return
 	}
@@ -174,14 +133,7 @@ func (c *Controller) onSlice(obj interface{}) {
 
 // Run syncs services until ctx is done.
 func (c *Controller) Run(ctx context.Context) {
-	c.log.Info("starting")
-	defer c.log.Info("stopped")
-	if !controller.WaitForSync(ctx, c.log, c.synced...) {
-		c.queue.ShutDown()
-		return
-	}
-	c.log.Info("ready")
-	controller.RunWorkers(ctx, c.log, c.queue, workers, c.sync)
+	controller.Run(ctx, c.log, c.queue, workers, c.sync, c.synced...)
 }
 
 // sync makes the slices of service key match its pods.
@@ -352,14 +304,14 @@ func desiredEndpoints(svc *corev1.Service, pods []*corev1.Pod, zoneOf func(strin
 			at = discoveryv1.AddressTypeIPv6
 		}
 		for _, p := range pods {
-			if terminal(p) {
+			if servicepods.Terminal(p) {
 				continue
 			}
-			ip := podIP(p, family)
+			ip := servicepods.IP(p, family)
 			if ip == "" {
 				continue
 			}
-			serving := podReady(p)
+			serving := servicepods.Ready(p)
 			terminating := p.DeletionTimestamp != nil
 			ready := svc.Spec.PublishNotReadyAddresses || (serving && !terminating)
 			ep := discoveryv1.Endpoint{
@@ -392,7 +344,7 @@ func serviceFamilies(svc *corev1.Service) []corev1.IPFamily {
 	if len(svc.Spec.IPFamilies) > 0 {
 		return svc.Spec.IPFamilies
 	}
-	if f := serviceFamily(svc); f != "" {
+	if f := servicepods.ServiceFamily(svc); f != "" {
 		return []corev1.IPFamily{f}
 	}
 	return []corev1.IPFamily{corev1.IPv4Protocol}
@@ -404,11 +356,11 @@ func slicePorts(svc *corev1.Service, p *corev1.Pod) []discoveryv1.EndpointPort {
 	var out []discoveryv1.EndpointPort
 	for i := range svc.Spec.Ports {
 		sp := &svc.Spec.Ports[i]
-		n, ok := findPort(p, sp)
+		n, ok := servicepods.FindPort(p, sp)
 		if !ok {
 			continue // a named port this pod does not have
 		}
-		name, proto := sp.Name, protocolOr(sp.Protocol)
+		name, proto := sp.Name, servicepods.Protocol(sp.Protocol)
 		out = append(out, discoveryv1.EndpointPort{Name: &name, Port: &n, Protocol: &proto, AppProtocol: sp.AppProtocol})
 	}
 	sort.Slice(out, func(i, j int) bool { return portKey(out[i]) < portKey(out[j]) })

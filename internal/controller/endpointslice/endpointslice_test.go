@@ -14,25 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
-	"skiff/internal/config"
 	"skiff/internal/controller/endpointslice"
 	"skiff/internal/server/servertest"
 )
-
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v: %v", what, timeout, err)
-}
-
-func slowNodeMonitor(c *config.Server) { c.Controllers.NodeMonitorGracePeriod = 10 * time.Minute }
 
 func newPod(ns, name, node string, labels map[string]string, ports ...corev1.ContainerPort) *corev1.Pod {
 	return &corev1.Pod{
@@ -48,27 +32,7 @@ func start(t *testing.T, c kubernetes.Interface, p *corev1.Pod, ip string, ready
 	if _, err := c.CoreV1().Pods(p.Namespace).Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create pod %s: %v", p.Name, err)
 	}
-	setStatus(t, c, p.Namespace, p.Name, ip, ready)
-}
-
-func setStatus(t *testing.T, c kubernetes.Interface, ns, name, ip string, ready bool) {
-	t.Helper()
-	cur, err := c.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	status := corev1.ConditionFalse
-	if ready {
-		status = corev1.ConditionTrue
-	}
-	cur.Status.Phase = corev1.PodRunning
-	if ip != "" {
-		cur.Status.PodIP, cur.Status.PodIPs = ip, []corev1.PodIP{{IP: ip}}
-	}
-	cur.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: status, LastTransitionTime: metav1.Now()}}
-	if _, err := c.CoreV1().Pods(ns).UpdateStatus(context.Background(), cur, metav1.UpdateOptions{}); err != nil {
-		t.Fatalf("pod %s status: %v", name, err)
-	}
+	servertest.SetPodRunning(t, c, p.Namespace, p.Name, ip, ready)
 }
 
 func slicesOf(c kubernetes.Interface, ns, svc string) ([]discoveryv1.EndpointSlice, error) {
@@ -109,7 +73,7 @@ func describe(items []discoveryv1.EndpointSlice) string {
 func expectSlices(t *testing.T, c kubernetes.Interface, ns, svc, want string) []discoveryv1.EndpointSlice {
 	t.Helper()
 	var items []discoveryv1.EndpointSlice
-	eventually(t, 15*time.Second, "slices of "+svc, func() error {
+	servertest.Eventually(t, 15*time.Second, "slices of "+svc, func() error {
 		var err error
 		if items, err = slicesOf(c, ns, svc); err != nil {
 			return err
@@ -123,7 +87,7 @@ func expectSlices(t *testing.T, c kubernetes.Interface, ns, svc, want string) []
 }
 
 func TestEndpointSlicesFollowPods(t *testing.T) {
-	s := servertest.Start(t, "", slowNodeMonitor)
+	s := servertest.Start(t, "", servertest.SlowNodeMonitor)
 	c := s.Client(t)
 	ctx := context.Background()
 	const ns = "default"
@@ -141,7 +105,7 @@ func TestEndpointSlicesFollowPods(t *testing.T) {
 	}
 	// No pods: one empty placeholder slice.
 	var items []discoveryv1.EndpointSlice
-	eventually(t, 15*time.Second, "placeholder slice", func() error {
+	servertest.Eventually(t, 15*time.Second, "placeholder slice", func() error {
 		items, err = slicesOf(c, ns, "web")
 		if err == nil && (len(items) != 1 || len(items[0].Endpoints) != 0) {
 			err = fmt.Errorf("%d slices (%s), want 1 empty placeholder", len(items), describe(items))
@@ -171,7 +135,7 @@ func TestEndpointSlicesFollowPods(t *testing.T) {
 	}
 
 	// Readiness follows the pods.
-	setStatus(t, c, ns, "b", "", true)
+	servertest.SetPodRunning(t, c, ns, "b", "", true)
 	expectSlices(t, c, ns, "web", "10.42.0.10:http=8080:110 10.42.0.11:http=8081:110")
 
 	// A terminating pod stays, serving but not ready.
@@ -186,7 +150,7 @@ func TestEndpointSlicesFollowPods(t *testing.T) {
 	if _, err := c.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	setStatus(t, c, ns, "b", "", false)
+	servertest.SetPodRunning(t, c, ns, "b", "", false)
 	expectSlices(t, c, ns, "web", "10.42.0.10:http=8080:111 10.42.0.11:http=8081:100")
 
 	// A slice deleted by someone else comes back.
@@ -200,7 +164,7 @@ func TestEndpointSlicesFollowPods(t *testing.T) {
 	if err := c.CoreV1().Services(ns).Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "slices deleted with the service", func() error {
+	servertest.Eventually(t, 15*time.Second, "slices deleted with the service", func() error {
 		items, err := slicesOf(c, ns, "web")
 		if err != nil {
 			return err
@@ -219,7 +183,7 @@ func TestEndpointSlicesFollowPods(t *testing.T) {
 }
 
 func TestEndpointSlicesSplitAt100(t *testing.T) {
-	s := servertest.Start(t, "", slowNodeMonitor)
+	s := servertest.Start(t, "", servertest.SlowNodeMonitor)
 	c := s.Client(t)
 	ctx := context.Background()
 	const ns = "default"
@@ -235,7 +199,7 @@ func TestEndpointSlicesSplitAt100(t *testing.T) {
 	for i := 0; i < n; i++ {
 		start(t, c, newPod(ns, fmt.Sprintf("big-%d", i), "node-a", big), fmt.Sprintf("10.42.%d.%d", 1+i/200, 1+i%200), true)
 	}
-	eventually(t, 20*time.Second, "110 endpoints in two slices", func() error {
+	servertest.Eventually(t, 20*time.Second, "110 endpoints in two slices", func() error {
 		items, err := slicesOf(c, ns, "big")
 		if err != nil {
 			return err

@@ -18,20 +18,6 @@ import (
 	"skiff/internal/server/servertest"
 )
 
-// eventually polls f until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v: %v", what, timeout, err)
-}
-
 // never checks that f keeps returning nil for d.
 func never(t *testing.T, d time.Duration, what string, f func() error) {
 	t.Helper()
@@ -101,13 +87,13 @@ func TestGarbageCollector(t *testing.T) {
 		if err := c.CoreV1().ConfigMaps(ns).Delete(ctx, owner.Name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 20*time.Second, "dependent collected", gone(c, ns, dep.Name))
-		eventually(t, 20*time.Second, "dependent of the dependent collected", gone(c, ns, grand.Name))
+		servertest.Eventually(t, 20*time.Second, "dependent collected", gone(c, ns, dep.Name))
+		servertest.Eventually(t, 20*time.Second, "dependent of the dependent collected", gone(c, ns, grand.Name))
 	})
 
 	t.Run("dependent whose owner never existed", func(t *testing.T) {
 		dep := configMap(t, c, ns, "ghost-dep", metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: "ghost", UID: types.UID("5b6f1c3e-0000-4000-8000-000000000001")})
-		eventually(t, 20*time.Second, "dependent of a missing owner collected", gone(c, ns, dep.Name))
+		servertest.Eventually(t, 20*time.Second, "dependent of a missing owner collected", gone(c, ns, dep.Name))
 	})
 
 	t.Run("one owner left keeps the dependent", func(t *testing.T) {
@@ -117,7 +103,7 @@ func TestGarbageCollector(t *testing.T) {
 		if err := c.CoreV1().ConfigMaps(ns).Delete(ctx, a.Name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 20*time.Second, "reference to the deleted owner removed", func() error {
+		servertest.Eventually(t, 20*time.Second, "reference to the deleted owner removed", func() error {
 			cur, err := c.CoreV1().ConfigMaps(ns).Get(ctx, dep.Name, metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -142,8 +128,8 @@ func TestGarbageCollector(t *testing.T) {
 		if err := c.CoreV1().ConfigMaps(ns).Delete(ctx, owner.Name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 20*time.Second, "non-blocking dependent deleted", gone(c, ns, free.Name))
-		eventually(t, 20*time.Second, "blocking dependent being deleted", func() error {
+		servertest.Eventually(t, 20*time.Second, "non-blocking dependent deleted", gone(c, ns, free.Name))
+		servertest.Eventually(t, 20*time.Second, "blocking dependent being deleted", func() error {
 			cur, err := c.CoreV1().ConfigMaps(ns).Get(ctx, blocking.Name, metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -163,8 +149,8 @@ func TestGarbageCollector(t *testing.T) {
 		if _, err := c.CoreV1().ConfigMaps(ns).Update(ctx, cur, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			t.Fatal(err)
 		}
-		eventually(t, 20*time.Second, "blocking dependent gone", gone(c, ns, blocking.Name))
-		eventually(t, 20*time.Second, "owner gone after its dependents", gone(c, ns, owner.Name))
+		servertest.Eventually(t, 20*time.Second, "blocking dependent gone", gone(c, ns, blocking.Name))
+		servertest.Eventually(t, 20*time.Second, "owner gone after its dependents", gone(c, ns, owner.Name))
 	})
 
 	t.Run("propagation policies through the API", func(t *testing.T) {
@@ -188,7 +174,7 @@ func TestGarbageCollector(t *testing.T) {
 		if !slices.Contains(cur.Finalizers, metav1.FinalizerDeleteDependents) {
 			t.Fatalf("owner finalizers %v: want %s", cur.Finalizers, metav1.FinalizerDeleteDependents)
 		}
-		eventually(t, 20*time.Second, "blocking dependent being deleted", func() error {
+		servertest.Eventually(t, 20*time.Second, "blocking dependent being deleted", func() error {
 			d, err := c.CoreV1().ConfigMaps(ns).Get(ctx, hold.Name, metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -200,15 +186,15 @@ func TestGarbageCollector(t *testing.T) {
 			_, err = c.CoreV1().ConfigMaps(ns).Update(ctx, d, metav1.UpdateOptions{})
 			return err
 		})
-		eventually(t, 20*time.Second, "owner gone", gone(c, ns, owner.Name))
+		servertest.Eventually(t, 20*time.Second, "owner gone", gone(c, ns, owner.Name))
 
 		owner = configMap(t, c, ns, "api-or-owner")
 		dep := configMap(t, c, ns, "api-or-dep", ownedBy(owner, true))
 		if err := c.CoreV1().ConfigMaps(ns).Delete(ctx, owner.Name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationOrphan)}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 20*time.Second, "owner gone", gone(c, ns, owner.Name))
-		eventually(t, 20*time.Second, "dependent orphaned", func() error {
+		servertest.Eventually(t, 20*time.Second, "owner gone", gone(c, ns, owner.Name))
+		servertest.Eventually(t, 20*time.Second, "dependent orphaned", func() error {
 			d, err := c.CoreV1().ConfigMaps(ns).Get(ctx, dep.Name, metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -228,7 +214,7 @@ func TestGarbageCollector(t *testing.T) {
 		if err := c.CoreV1().ConfigMaps(ns).Delete(ctx, owner.Name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationOrphan)}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 20*time.Second, "owner gone", gone(c, ns, owner.Name))
+		servertest.Eventually(t, 20*time.Second, "owner gone", gone(c, ns, owner.Name))
 		for _, name := range []string{dep.Name, dep2.Name} {
 			cur, err := c.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
@@ -265,7 +251,7 @@ func TestGarbageCollector(t *testing.T) {
 		if err := c.AppsV1().ReplicaSets(ns).Delete(ctx, rs.Name, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 20*time.Second, "pods of the deleted replica set collected", func() error {
+		servertest.Eventually(t, 20*time.Second, "pods of the deleted replica set collected", func() error {
 			pods, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 			if err != nil {
 				return err

@@ -3,9 +3,6 @@ package job_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"sort"
 	"testing"
 	"time"
@@ -34,27 +31,8 @@ func startJobController(t *testing.T, opts job.Options) kubernetes.Interface {
 	t.Helper()
 	s := servertest.Start(t, "", func(c *config.Server) { c.DisableControllerManager = true })
 	client := s.Client(t)
-	rc := s.RESTConfig(t)
-	out := io.Discard
-	if os.Getenv("SKIFF_TEST_LOG") != "" {
-		out = os.Stderr
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- manager.Run(ctx, manager.Config{
-			RESTConfig: rc,
-			Logger:     slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})),
-			Controllers: []manager.Entry{{Name: "job", New: func(c *controller.Context) (manager.Runner, error) {
-				return job.New(c, opts)
-			}}},
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("controller manager: %v", err)
-		}
+	s.RunController(t, "job", func(c *controller.Context) (manager.Runner, error) {
+		return job.New(c, opts)
 	})
 	return client
 }

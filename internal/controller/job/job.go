@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"skiff/internal/controller"
+	"skiff/internal/controller/expectations"
 )
 
 const (
@@ -73,7 +74,7 @@ type Controller struct {
 	opts     Options
 	now      func() time.Time
 
-	expect   *expectations
+	expect   *expectations.Pods
 	removals *finalizerRemovals
 	stopped  *stoppedPods
 	written  *statusCache
@@ -91,10 +92,6 @@ func New(cctx *controller.Context, opts Options) (*Controller, error) {
 	if opts.BackoffMax <= 0 {
 		opts.BackoffMax = DefaultBackoffMax
 	}
-	log := cctx.Logger
-	if log == nil {
-		log = slog.Default()
-	}
 	jobInformer := cctx.Informers.Batch().V1().Jobs()
 	podInformer := cctx.Informers.Core().V1().Pods()
 	c := &Controller{
@@ -105,7 +102,7 @@ func New(cctx *controller.Context, opts Options) (*Controller, error) {
 		queue:    controller.NewQueue("job"),
 		orphans:  controller.NewQueue("job-orphan-pods"),
 		recorder: cctx.Recorder(Name),
-		log:      log.With("controller", "job"),
+		log:      cctx.ControllerLogger("job"),
 		opts:     opts,
 		now:      time.Now,
 		removals: newFinalizerRemovals(),
@@ -113,19 +110,13 @@ func New(cctx *controller.Context, opts Options) (*Controller, error) {
 		written:  newStatusCache(),
 		backoff:  newBackoffs(),
 	}
-	c.expect = newExpectations(expectationsTTL, c.now)
-	if _, err := jobInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj interface{}) { controller.Enqueue(c.queue, obj) },
-		UpdateFunc: func(_, obj interface{}) { controller.Enqueue(c.queue, obj) },
-		DeleteFunc: c.jobDeleted,
-	}); err != nil {
+	c.expect = expectations.New(expectationsTTL, c.now)
+	jobHandler := controller.EnqueueHandler(c.queue)
+	jobHandler.DeleteFunc = c.jobDeleted
+	if _, err := jobInformer.Informer().AddEventHandler(jobHandler); err != nil {
 		return nil, fmt.Errorf("job controller: watch jobs: %w", err)
 	}
-	if _, err := podInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.podAdded,
-		UpdateFunc: c.podUpdated,
-		DeleteFunc: c.podDeleted,
-	}); err != nil {
+	if _, err := podInformer.Informer().AddEventHandler(c.expect.PodHandler(c.queue, jobKeyOf, c.maybeOrphan)); err != nil {
 		return nil, fmt.Errorf("job controller: watch pods: %w", err)
 	}
 	return c, nil
@@ -152,71 +143,7 @@ func (c *Controller) Run(ctx context.Context) {
 
 // jobKeyOf returns the key of the Job controlling pod.
 func jobKeyOf(pod *corev1.Pod) (string, bool) {
-	ref := metav1.GetControllerOf(pod)
-	if ref == nil || ref.Kind != "Job" || ref.APIVersion != batchv1.SchemeGroupVersion.String() {
-		return "", false
-	}
-	return pod.Namespace + "/" + ref.Name, true
-}
-
-func podOf(obj interface{}) *corev1.Pod {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	p, _ := obj.(*corev1.Pod)
-	return p
-}
-
-func (c *Controller) podAdded(obj interface{}) {
-	pod := podOf(obj)
-	if pod == nil {
-		return
-	}
-	key, ok := jobKeyOf(pod)
-	if !ok {
-		c.maybeOrphan(pod)
-		return
-	}
-	c.expect.observeAdd(key, pod.Name)
-	if pod.DeletionTimestamp != nil {
-		c.expect.observeDelete(key, pod.Name)
-	}
-	c.queue.Add(key)
-}
-
-func (c *Controller) podUpdated(oldObj, obj interface{}) {
-	old, pod := podOf(oldObj), podOf(obj)
-	if pod == nil {
-		return
-	}
-	key, ok := jobKeyOf(pod)
-	if old != nil {
-		if oldKey, oldOK := jobKeyOf(old); oldOK && (!ok || oldKey != key) {
-			c.queue.Add(oldKey)
-		}
-	}
-	if !ok {
-		c.maybeOrphan(pod)
-		return
-	}
-	if pod.DeletionTimestamp != nil {
-		c.expect.observeDelete(key, pod.Name)
-	}
-	c.queue.Add(key)
-}
-
-func (c *Controller) podDeleted(obj interface{}) {
-	pod := podOf(obj)
-	if pod == nil {
-		return
-	}
-	key, ok := jobKeyOf(pod)
-	if !ok {
-		return
-	}
-	c.expect.observeAdd(key, pod.Name)
-	c.expect.observeDelete(key, pod.Name)
-	c.queue.Add(key)
+	return controller.ControllerKey(pod, batchv1.SchemeGroupVersion.String(), "Job")
 }
 
 // maybeOrphan queues a pod that holds the tracking finalizer but has no
@@ -231,10 +158,7 @@ func (c *Controller) maybeOrphan(pod *corev1.Pod) {
 // finalizer: nobody will count them any more.
 func (c *Controller) jobDeleted(obj interface{}) {
 	controller.Enqueue(c.queue, obj)
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	job, ok := obj.(*batchv1.Job)
+	job, ok := controller.ObjectOf[*batchv1.Job](obj)
 	if !ok {
 		return
 	}

@@ -114,10 +114,10 @@ func (c *Controller) createPods(ctx context.Context, key string, job *batchv1.Jo
 
 func (c *Controller) createPod(ctx context.Context, key string, job *batchv1.Job, index int) error {
 	pod := newPod(job, index)
-	c.expect.expectAdd(key, pod.Name)
+	c.expect.ExpectAdd(key, pod.Name)
 	_, err := c.client.CoreV1().Pods(job.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 	if err != nil {
-		c.expect.observeAdd(key, pod.Name)
+		c.expect.ObserveAdd(key, pod.Name)
 		if ctx.Err() == nil && !apierrors.IsAlreadyExists(err) {
 			c.recorder.Eventf(job, corev1.EventTypeWarning, "FailedCreate", "Error creating: %v", err)
 		}
@@ -132,11 +132,11 @@ func (c *Controller) deletePods(ctx context.Context, key string, job *batchv1.Jo
 	var done []*corev1.Pod
 	var errs []error
 	for _, p := range pods {
-		c.expect.expectDelete(key, p.Name, p.UID)
+		c.expect.ExpectDelete(key, p.Name, p.UID)
 		c.stopped.add(key, p.UID)
 		err := c.client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
 		if err != nil && !apierrors.IsNotFound(err) {
-			c.expect.observeDelete(key, p.Name)
+			c.expect.ObserveDelete(key, p.Name)
 			c.stopped.remove(key, p.UID)
 			if ctx.Err() == nil {
 				c.recorder.Eventf(job, corev1.EventTypeWarning, "FailedDelete", "Error deleting: %v", err)

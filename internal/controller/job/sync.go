@@ -53,7 +53,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 }
 
 func (c *Controller) forget(key string) {
-	c.expect.forget(key)
+	c.expect.Forget(key)
 	c.removals.forget(key)
 	c.stopped.forget(key)
 	c.written.forget(key)
@@ -84,7 +84,7 @@ func (c *Controller) syncJob(ctx context.Context, key string, job *batchv1.Job) 
 	}
 	if finishedCondition(&job.Status) != nil || job.DeletionTimestamp != nil {
 		// Nothing is counted any more: let every pod go.
-		c.expect.forget(key)
+		c.expect.Forget(key)
 		c.stopped.forget(key)
 		c.backoff.forget(key)
 		removed := c.removals.pending(key, job.Namespace, c.pods)
@@ -276,7 +276,7 @@ func (c *Controller) syncJob(ctx context.Context, key string, job *batchv1.Job) 
 	var wait time.Duration
 	var manageErr error
 	switch {
-	case !c.expect.satisfied(key, job.Namespace, c.pods):
+	case !c.expect.Satisfied(key, job.Namespace, c.pods):
 		// The cache is behind this controller's own creates or deletes:
 		// acting on it could create or delete a pod twice.
 	case target != nil || suspended:

@@ -102,10 +102,6 @@ func New(cctx *controller.Context, cfg Config) (*Controller, error) {
 	volumeInf := cctx.Informers.Core().V1().PersistentVolumes()
 	classInf := cctx.Informers.Storage().V1().StorageClasses()
 	nodeInf := cctx.Informers.Core().V1().Nodes()
-	log := cctx.Logger
-	if log == nil {
-		log = slog.Default()
-	}
 	c := &Controller{
 		client:  cctx.Client,
 		claims:  claimInf.Lister(),
@@ -117,7 +113,7 @@ func New(cctx *controller.Context, cfg Config) (*Controller, error) {
 		claimQueue:  controller.NewQueue("local-path-claims"),
 		volumeQueue: controller.NewQueue("local-path-volumes"),
 		recorder:    cctx.Recorder(ProvisionerName),
-		log:         log.With("controller", "local-path-provisioner"),
+		log:         cctx.ControllerLogger("local-path-provisioner"),
 		storageDir:  filepath.Join(dataDir, StorageSubdir),
 	}
 	if _, err := claimInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{

@@ -95,14 +95,7 @@ func newController(cctx *controller.Context, mc metadata.Interface, disc discove
 
 // Run empties terminating namespaces until ctx is done.
 func (c *Controller) Run(ctx context.Context) {
-	c.log.Info("starting")
-	defer c.log.Info("stopped")
-	if !controller.WaitForSync(ctx, c.log, c.synced) {
-		c.queue.ShutDown()
-		return
-	}
-	c.log.Info("ready")
-	controller.RunWorkers(ctx, c.log, c.queue, workers, c.sync)
+	controller.Run(ctx, c.log, c.queue, workers, c.sync, c.synced)
 }
 
 // sync empties namespace name if it is being deleted, and finalizes it

@@ -16,19 +16,6 @@ import (
 	"skiff/internal/server/servertest"
 )
 
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v: %v", what, timeout, err)
-}
-
 // smallCluster has room for four nodes.
 func smallCluster(c *config.Server) {
 	_, n, _ := net.ParseCIDR("10.99.0.0/22")
@@ -52,7 +39,7 @@ func cidrOf(c kubernetes.Interface, name string) (string, error) {
 func expectCIDRs(t *testing.T, c kubernetes.Interface, names ...string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	eventually(t, 15*time.Second, "pod CIDRs", func() error {
+	servertest.Eventually(t, 15*time.Second, "pod CIDRs", func() error {
 		seen := map[string]string{}
 		for _, n := range names {
 			cidr, err := cidrOf(c, n)
@@ -76,7 +63,7 @@ func expectCIDRs(t *testing.T, c kubernetes.Interface, names ...string) map[stri
 
 func expectNoCIDREvent(t *testing.T, c kubernetes.Interface, node string) {
 	t.Helper()
-	eventually(t, 15*time.Second, "CIDRNotAvailable event for "+node, func() error {
+	servertest.Eventually(t, 15*time.Second, "CIDRNotAvailable event for "+node, func() error {
 		evs, err := c.CoreV1().Events("").List(context.Background(), metav1.ListOptions{FieldSelector: fields.Set{
 			"involvedObject.name": node, "reason": "CIDRNotAvailable"}.String()})
 		if err != nil {

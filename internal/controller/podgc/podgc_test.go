@@ -15,19 +15,6 @@ import (
 	"skiff/internal/server/servertest"
 )
 
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v: %v", what, timeout, err)
-}
-
 func createPod(t *testing.T, c kubernetes.Interface, name, node string) *corev1.Pod {
 	t.Helper()
 	p, err := c.CoreV1().Pods("default").Create(context.Background(), &corev1.Pod{
@@ -90,7 +77,7 @@ func TestPodGC(t *testing.T) {
 		finish(t, c, young, corev1.PodSucceeded)
 		finish(t, c, mid, corev1.PodFailed)
 		finish(t, c, old, corev1.PodSucceeded)
-		eventually(t, 15*time.Second, "oldest finished pods deleted", func() error {
+		servertest.Eventually(t, 15*time.Second, "oldest finished pods deleted", func() error {
 			if err := podGone(c, old.Name)(); err != nil {
 				return err
 			}
@@ -108,7 +95,7 @@ func TestPodGC(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		eventually(t, 15*time.Second, "orphaned pods deleted", func() error {
+		servertest.Eventually(t, 15*time.Second, "orphaned pods deleted", func() error {
 			if err := podGone(c, onB.Name)(); err != nil {
 				return err
 			}

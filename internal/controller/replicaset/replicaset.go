@@ -62,10 +62,6 @@ type Controller struct {
 func New(cctx *controller.Context) (*Controller, error) {
 	rsInf := cctx.Informers.Apps().V1().ReplicaSets()
 	podInf := cctx.Informers.Core().V1().Pods()
-	log := cctx.Logger
-	if log == nil {
-		log = slog.Default()
-	}
 	c := &Controller{
 		client:    cctx.Client,
 		rsLister:  rsInf.Lister(),
@@ -73,16 +69,14 @@ func New(cctx *controller.Context) (*Controller, error) {
 		synced:    []cache.InformerSynced{rsInf.Informer().HasSynced, podInf.Informer().HasSynced},
 		queue:     controller.NewQueue("replicaset"),
 		recorder:  cctx.Recorder(Name),
-		log:       log.With("controller", "replicaset"),
+		log:       cctx.ControllerLogger("replicaset"),
 		now:       time.Now,
 		burst:     burstReplicas,
 	}
 	c.exp = newExpectations(expectationsTTL, func() time.Time { return c.now() })
-	if _, err := rsInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj interface{}) { controller.Enqueue(c.queue, obj) },
-		UpdateFunc: func(_, cur interface{}) { controller.Enqueue(c.queue, cur) },
-		DeleteFunc: c.deleteReplicaSet,
-	}); err != nil {
+	rsHandler := controller.EnqueueHandler(c.queue)
+	rsHandler.DeleteFunc = c.deleteReplicaSet
+	if _, err := rsInf.Informer().AddEventHandler(rsHandler); err != nil {
 		return nil, fmt.Errorf("replicaset controller: watch replicasets: %w", err)
 	}
 	if _, err := podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -112,15 +106,9 @@ func keyOf(rs *appsv1.ReplicaSet) string { return rs.Namespace + "/" + rs.Name }
 // Event handlers: they only record observations and enqueue keys.
 
 func (c *Controller) deleteReplicaSet(obj interface{}) {
-	rs, ok := obj.(*appsv1.ReplicaSet)
+	rs, ok := controller.ObjectOf[*appsv1.ReplicaSet](obj)
 	if !ok {
-		t, ok := obj.(cache.DeletedFinalStateUnknown)
-		if !ok {
-			return
-		}
-		if rs, ok = t.Obj.(*appsv1.ReplicaSet); !ok {
-			return
-		}
+		return
 	}
 	c.exp.forget(keyOf(rs))
 	c.queue.Add(keyOf(rs))
@@ -217,15 +205,9 @@ func (c *Controller) updatePod(oldObj, curObj interface{}) {
 }
 
 func (c *Controller) deletePod(obj interface{}) {
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := controller.ObjectOf[*corev1.Pod](obj)
 	if !ok {
-		t, ok := obj.(cache.DeletedFinalStateUnknown)
-		if !ok {
-			return
-		}
-		if pod, ok = t.Obj.(*corev1.Pod); !ok {
-			return
-		}
+		return
 	}
 	ref := metav1.GetControllerOf(pod)
 	if ref == nil {

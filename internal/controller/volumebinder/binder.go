@@ -100,10 +100,6 @@ func New(cctx *controller.Context) (*Controller, error) {
 	volumeInf := cctx.Informers.Core().V1().PersistentVolumes()
 	classInf := cctx.Informers.Storage().V1().StorageClasses()
 	nodeInf := cctx.Informers.Core().V1().Nodes()
-	log := cctx.Logger
-	if log == nil {
-		log = slog.Default()
-	}
 	c := &Controller{
 		client:  cctx.Client,
 		claims:  claimInf.Lister(),
@@ -115,7 +111,7 @@ func New(cctx *controller.Context) (*Controller, error) {
 		claimQueue:  controller.NewQueue("persistentvolume-binder-claims"),
 		volumeQueue: controller.NewQueue("persistentvolume-binder-volumes"),
 		recorder:    cctx.Recorder(Name),
-		log:         log.With("controller", "persistentvolume-binder"),
+		log:         cctx.ControllerLogger("persistentvolume-binder"),
 		now:         time.Now,
 	}
 	if _, err := claimInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -163,18 +159,12 @@ func (c *Controller) Run(ctx context.Context) {
 // Event handlers: they only enqueue keys.
 
 func asClaim(obj interface{}) *corev1.PersistentVolumeClaim {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	c, _ := obj.(*corev1.PersistentVolumeClaim)
+	c, _ := controller.ObjectOf[*corev1.PersistentVolumeClaim](obj)
 	return c
 }
 
 func asVolume(obj interface{}) *corev1.PersistentVolume {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	v, _ := obj.(*corev1.PersistentVolume)
+	v, _ := controller.ObjectOf[*corev1.PersistentVolume](obj)
 	return v
 }
 

@@ -5,10 +5,7 @@ package servertest
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -101,12 +98,7 @@ func StartConfig(t testing.TB, cfg config.Server) *Server {
 
 func start(t testing.TB, cfg config.Server) (*Server, error) {
 	t.Helper()
-	var out io.Writer = io.Discard
-	if os.Getenv("SKIFF_TEST_LOG") != "" {
-		out = os.Stderr
-	}
-	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := server.New(cfg, log, "test")
+	srv, err := server.New(cfg, testLogger(), "test")
 	if err != nil {
 		return nil, err
 	}

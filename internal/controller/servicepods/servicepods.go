@@ -1,15 +1,23 @@
-package endpoints
+// Package servicepods holds what the endpoints and endpointslice
+// controllers share about a Service's pods: which pods serve, at which
+// address and port, and which pod changes can change a Service's endpoints.
+package servicepods
 
 import (
 	"net/netip"
 	"reflect"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"skiff/internal/controller"
 )
 
-// podReady reports the pod's Ready condition.
-func podReady(p *corev1.Pod) bool {
+// Ready reports the pod's Ready condition.
+func Ready(p *corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady {
 			return c.Status == corev1.ConditionTrue
@@ -18,14 +26,14 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
-// terminal: the pod has finished and will not run again.
-func terminal(p *corev1.Pod) bool {
+// Terminal: the pod has finished and will not run again.
+func Terminal(p *corev1.Pod) bool {
 	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
 }
 
-// serviceFamily is the IP family a service's endpoints use: its first
+// ServiceFamily is the IP family a service's endpoints use: its first
 // family, else that of its cluster IP, else "" (any).
-func serviceFamily(svc *corev1.Service) corev1.IPFamily {
+func ServiceFamily(svc *corev1.Service) corev1.IPFamily {
 	if len(svc.Spec.IPFamilies) > 0 {
 		return svc.Spec.IPFamilies[0]
 	}
@@ -38,8 +46,8 @@ func serviceFamily(svc *corev1.Service) corev1.IPFamily {
 	return ""
 }
 
-// podIP returns the pod's address of family ("" for its first), or "".
-func podIP(p *corev1.Pod, family corev1.IPFamily) string {
+// IP returns the pod's address of family ("" for its first), or "".
+func IP(p *corev1.Pod, family corev1.IPFamily) string {
 	ips := make([]string, 0, len(p.Status.PodIPs)+1)
 	for _, ip := range p.Status.PodIPs {
 		ips = append(ips, ip.IP)
@@ -60,18 +68,19 @@ func podIP(p *corev1.Pod, family corev1.IPFamily) string {
 	return ""
 }
 
-func protocolOr(p corev1.Protocol) corev1.Protocol {
+// Protocol is p, or TCP if p is empty (the API default).
+func Protocol(p corev1.Protocol) corev1.Protocol {
 	if p == "" {
 		return corev1.ProtocolTCP
 	}
 	return p
 }
 
-// findPort resolves a service port's targetPort on one pod: a number is
+// FindPort resolves a service port's targetPort on one pod: a number is
 // used as is; a name is looked up among the pod's container ports (and its
 // sidecar init containers') with the same protocol. False: the pod has no
 // such port.
-func findPort(p *corev1.Pod, sp *corev1.ServicePort) (int32, bool) {
+func FindPort(p *corev1.Pod, sp *corev1.ServicePort) (int32, bool) {
 	tp := sp.TargetPort
 	switch tp.Type {
 	case intstr.Int:
@@ -83,10 +92,10 @@ func findPort(p *corev1.Pod, sp *corev1.ServicePort) (int32, bool) {
 		if tp.StrVal == "" {
 			return sp.Port, true
 		}
-		want := protocolOr(sp.Protocol)
+		want := Protocol(sp.Protocol)
 		for _, c := range p.Spec.Containers {
 			for _, cp := range c.Ports {
-				if cp.Name == tp.StrVal && protocolOr(cp.Protocol) == want {
+				if cp.Name == tp.StrVal && Protocol(cp.Protocol) == want {
 					return cp.ContainerPort, true
 				}
 			}
@@ -96,7 +105,7 @@ func findPort(p *corev1.Pod, sp *corev1.ServicePort) (int32, bool) {
 				continue
 			}
 			for _, cp := range c.Ports {
-				if cp.Name == tp.StrVal && protocolOr(cp.Protocol) == want {
+				if cp.Name == tp.StrVal && Protocol(cp.Protocol) == want {
 					return cp.ContainerPort, true
 				}
 			}
@@ -105,15 +114,15 @@ func findPort(p *corev1.Pod, sp *corev1.ServicePort) (int32, bool) {
 	return 0, false
 }
 
-// podChanged reports a pod change that can change its endpoints.
-func podChanged(old, cur *corev1.Pod) bool {
+// Changed reports a pod change that can change its endpoints.
+func Changed(old, cur *corev1.Pod) bool {
 	if old.ResourceVersion == cur.ResourceVersion {
 		return false
 	}
 	return !reflect.DeepEqual(old.Labels, cur.Labels) ||
 		old.Status.PodIP != cur.Status.PodIP ||
 		!reflect.DeepEqual(old.Status.PodIPs, cur.Status.PodIPs) ||
-		podReady(old) != podReady(cur) ||
+		Ready(old) != Ready(cur) ||
 		(old.DeletionTimestamp == nil) != (cur.DeletionTimestamp == nil) ||
 		old.Status.Phase != cur.Status.Phase ||
 		old.Spec.NodeName != cur.Spec.NodeName ||
@@ -131,4 +140,41 @@ func containerPorts(p *corev1.Pod) [][]corev1.ContainerPort {
 		out = append(out, c.Ports)
 	}
 	return out
+}
+
+// PodHandler returns informer handlers for pods that enqueue in q the
+// services (from services) selecting a pod when it is added or deleted,
+// or changed in a way that can change its endpoints; when its labels
+// changed, the services that selected it before are enqueued too.
+func PodHandler(services corelisters.ServiceLister, q controller.Queue) cache.ResourceEventHandlerFuncs {
+	onPod := func(obj interface{}) {
+		p, ok := controller.ObjectOf[*corev1.Pod](obj)
+		if !ok {
+			return
+		}
+		svcs, err := services.Services(p.Namespace).List(labels.Everything())
+		if err != nil {
+			return
+		}
+		for _, s := range svcs {
+			if len(s.Spec.Selector) > 0 && labels.SelectorFromValidatedSet(s.Spec.Selector).Matches(labels.Set(p.Labels)) {
+				controller.Enqueue(q, s)
+			}
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: onPod,
+		UpdateFunc: func(old, cur interface{}) {
+			o, ok1 := old.(*corev1.Pod)
+			n, ok2 := cur.(*corev1.Pod)
+			if !ok1 || !ok2 || !Changed(o, n) {
+				return
+			}
+			onPod(cur)
+			if !reflect.DeepEqual(o.Labels, n.Labels) {
+				onPod(old)
+			}
+		},
+		DeleteFunc: onPod,
+	}
 }
