@@ -32,12 +32,17 @@ type Store struct {
 	client *clientv3.Client
 	codec  runtime.Codec
 	scheme *runtime.Scheme
+	events *decodeCache
 }
+
+// decodedEvents is how many decoded watch objects the store keeps for
+// watchers that have not yet seen them.
+const decodedEvents = 4096
 
 // New returns a store that encodes objects as JSON with the given scheme.
 func New(client *clientv3.Client, scheme *runtime.Scheme) *Store {
 	s := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme, scheme, json.SerializerOptions{})
-	return &Store{client: client, codec: s, scheme: scheme}
+	return &Store{client: client, codec: s, scheme: scheme, events: newDecodeCache(decodedEvents)}
 }
 
 // Client is the underlying etcd client, for components that need raw keys.

@@ -14,6 +14,7 @@ import (
 // every change up to Revision has been sent. For Deleted, Object is the
 // last state with the deletion's revision; PrevObject is set for Modified
 // and Deleted so a filtering watcher can tell an object leaving its filter.
+// Objects are shared among watchers: never modify them.
 type Event struct {
 	Type       watch.EventType
 	Object     runtime.Object
@@ -96,9 +97,15 @@ func sendErr(out chan Event, err error) {
 
 func (s *Store) event(ev *clientv3.Event) (Event, error) {
 	e := Event{Revision: ev.Kv.ModRevision}
+	key := string(ev.Kv.Key)
+	decode := func(value []byte, rev, valueRev int64) (runtime.Object, error) {
+		return s.events.get(decodeKey{key: key, rev: rev, value: valueRev}, func() (runtime.Object, error) {
+			return s.Decode(value, rev)
+		})
+	}
 	var err error
 	if ev.PrevKv != nil {
-		if e.PrevObject, err = s.Decode(ev.PrevKv.Value, ev.PrevKv.ModRevision); err != nil {
+		if e.PrevObject, err = decode(ev.PrevKv.Value, ev.PrevKv.ModRevision, ev.PrevKv.ModRevision); err != nil {
 			return e, err
 		}
 	}
@@ -108,13 +115,13 @@ func (s *Store) event(ev *clientv3.Event) (Event, error) {
 		if e.PrevObject == nil {
 			return e, fmt.Errorf("delete event for %s without previous value", ev.Kv.Key)
 		}
-		e.Object, err = s.Decode(ev.PrevKv.Value, ev.Kv.ModRevision)
+		e.Object, err = decode(ev.PrevKv.Value, ev.Kv.ModRevision, ev.PrevKv.ModRevision)
 	case ev.IsCreate():
 		e.Type = watch.Added
-		e.Object, err = s.Decode(ev.Kv.Value, ev.Kv.ModRevision)
+		e.Object, err = decode(ev.Kv.Value, ev.Kv.ModRevision, ev.Kv.ModRevision)
 	default:
 		e.Type = watch.Modified
-		e.Object, err = s.Decode(ev.Kv.Value, ev.Kv.ModRevision)
+		e.Object, err = decode(ev.Kv.Value, ev.Kv.ModRevision, ev.Kv.ModRevision)
 	}
 	return e, err
 }
