@@ -32,6 +32,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
+	"skiff/internal/config"
 	"skiff/internal/server/servertest"
 )
 
@@ -795,5 +796,42 @@ func TestDefaultStorageClass(t *testing.T) {
 	}
 	if got.Spec.StorageClassName == nil || *got.Spec.StorageClassName != "fast" || got.Status.Phase != corev1.ClaimPending {
 		t.Fatalf("claim without a class: want class fast and phase Pending, got %v %v", got.Spec.StorageClassName, got.Status.Phase)
+	}
+}
+
+func TestEventsExpire(t *testing.T) {
+	s := servertest.Start(t, "", servertest.NoControlPlane, func(c *config.Server) { c.EventTTL = 2 * time.Second })
+	c := s.Client(t)
+	ctx := ctxT(t)
+	ev := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: "web.1"},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "default", Name: "web"},
+		Reason:         "Test", Message: "expires", Type: corev1.EventTypeNormal,
+	}
+	created, err := c.CoreV1().Events("default").Create(ctx, ev, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An update keeps the expiry.
+	created.Count = 2
+	if _, err := c.CoreV1().Events("default").Update(ctx, created, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CoreV1().ConfigMaps("default").Create(ctx, configMap("stays", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := c.CoreV1().Events("default").Get(ctx, "web.1", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("event still there 30s after a 2s TTL: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if _, err := c.CoreV1().ConfigMaps("default").Get(ctx, "stays", metav1.GetOptions{}); err != nil {
+		t.Fatalf("a configmap must not expire: %v", err)
 	}
 }

@@ -222,7 +222,11 @@ func (q *request) storeCreate(ctx context.Context, obj runtime.Object) (runtime.
 	if q.dryRun() {
 		return obj, nil
 	}
-	out, err := q.s.store.Create(ctx, key(q.res, m.GetNamespace(), m.GetName()), obj)
+	var ttl time.Duration
+	if q.res.Resource == "events" {
+		ttl = q.s.cfg.EventTTL
+	}
+	out, err := q.s.store.CreateWithTTL(ctx, key(q.res, m.GetNamespace(), m.GetName()), obj, ttl)
 	if err != nil {
 		release()
 		return nil, err

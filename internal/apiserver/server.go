@@ -46,6 +46,8 @@ type Config struct {
 	AdvertiseIP net.IP
 	// Version is skiff's version, reported in /version.
 	Version string
+	// EventTTL is how long events are kept (0: Kubernetes' 1 hour).
+	EventTTL time.Duration
 }
 
 // Server is the API server.
@@ -76,6 +78,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.ServiceCIDR == nil {
 		cfg.ServiceCIDR = config.DefaultServer().ServiceCIDR
+	}
+	if cfg.EventTTL == 0 {
+		cfg.EventTTL = time.Hour
 	}
 	if cfg.NodePortRange.Size == 0 {
 		cfg.NodePortRange = config.DefaultServer().NodePortRange

@@ -36,6 +36,7 @@ func serverCommand() *cli.Command {
 			&cli.StringFlag{Name: "cluster-cidr", Value: config.DefaultClusterCIDR, Usage: "pod IP range"},
 			&cli.StringFlag{Name: "service-node-port-range", Value: config.DefaultNodePortRange, Usage: "NodePort range"},
 			&cli.StringFlag{Name: "cluster-domain", Value: config.DefaultClusterDomain, Usage: "cluster DNS domain"},
+			&cli.DurationFlag{Name: "event-ttl", Value: def.EventTTL, Usage: "how long events are kept"},
 			&cli.BoolFlag{Name: "disable-agent", Usage: "run the control plane only, no kubelet on this node"},
 			&cli.BoolFlag{Name: "disable-scheduler", Usage: "do not run the scheduler on this server"},
 			&cli.BoolFlag{Name: "disable-controller-manager", Usage: "do not run the controllers on this server"},
@@ -88,6 +89,10 @@ func serverConfig(c *cli.Context) (config.Server, error) {
 		return cfg, fmt.Errorf("--service-node-port-range: %w", err)
 	}
 	cfg.ClusterDomain = c.String("cluster-domain")
+	cfg.EventTTL = c.Duration("event-ttl")
+	if cfg.EventTTL < 2*time.Second {
+		return cfg, fmt.Errorf("--event-ttl %v: must be at least 2s", cfg.EventTTL)
+	}
 	cfg.DisableAgent = c.Bool("disable-agent")
 	cfg.DisableScheduler = c.Bool("disable-scheduler")
 	cfg.DisableControllerManager = c.Bool("disable-controller-manager")

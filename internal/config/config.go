@@ -52,6 +52,8 @@ type Server struct {
 	ClusterCIDR   *net.IPNet
 	NodePortRange PortRange
 	ClusterDomain string
+	// EventTTL is how long events are kept.
+	EventTTL time.Duration
 
 	DisableAgent bool
 	// DisableScheduler and DisableControllerManager keep those control
@@ -131,6 +133,7 @@ func DefaultServer() Server {
 		NodePortRange:           npr,
 		ClusterDomain:           DefaultClusterDomain,
 		LeaderElectTTL:          10 * time.Second,
+		EventTTL:                time.Hour,
 		Controllers: Controllers{
 			NodeMonitorGracePeriod:           40 * time.Second,
 			DefaultNotReadyTolerationSeconds: 300,

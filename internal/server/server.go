@@ -103,6 +103,7 @@ func (s *Server) Run(ctx context.Context) error {
 		ServiceCIDR:   s.cfg.ServiceCIDR,
 		NodePortRange: s.cfg.NodePortRange,
 		AdvertiseIP:   s.advertiseIP(),
+		EventTTL:      s.cfg.EventTTL,
 		Version:       s.version,
 	})
 	if err != nil {

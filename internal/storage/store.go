@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -33,6 +34,7 @@ type Store struct {
 	codec  runtime.Codec
 	scheme *runtime.Scheme
 	events *decodeCache
+	leases *leases
 }
 
 // decodedEvents is how many decoded watch objects the store keeps for
@@ -42,7 +44,7 @@ const decodedEvents = 4096
 // New returns a store that encodes objects as JSON with the given scheme.
 func New(client *clientv3.Client, scheme *runtime.Scheme) *Store {
 	s := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme, scheme, json.SerializerOptions{})
-	return &Store{client: client, codec: s, scheme: scheme, events: newDecodeCache(decodedEvents)}
+	return &Store{client: client, codec: s, scheme: scheme, events: newDecodeCache(decodedEvents), leases: &leases{client: client}}
 }
 
 // Client is the underlying etcd client, for components that need raw keys.
@@ -80,13 +82,27 @@ func (s *Store) Decode(data []byte, rev int64) (runtime.Object, error) {
 
 // Create writes obj at key if nothing is there; it returns the stored object.
 func (s *Store) Create(ctx context.Context, key string, obj runtime.Object) (runtime.Object, error) {
+	return s.CreateWithTTL(ctx, key, obj, 0)
+}
+
+// CreateWithTTL is Create for an object that etcd removes after about ttl
+// (0: never), as Kubernetes does with events.
+func (s *Store) CreateWithTTL(ctx context.Context, key string, obj runtime.Object, ttl time.Duration) (runtime.Object, error) {
 	data, err := s.encode(obj)
 	if err != nil {
 		return nil, err
 	}
+	var opts []clientv3.OpOption
+	if ttl > 0 {
+		id, err := s.leases.get(ctx, ttl)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, clientv3.WithLease(id))
+	}
 	resp, err := s.client.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, string(data))).
+		Then(clientv3.OpPut(key, string(data), opts...)).
 		Commit()
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", key, mapErr(err))
@@ -120,8 +136,10 @@ func (s *Store) Update(ctx context.Context, key string, obj runtime.Object, rev 
 	if rev == 0 {
 		cmp = clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
 	}
+	// The key exists (the comparison says so), so its lease is kept: an
+	// updated event still expires.
 	resp, err := s.client.Txn(ctx).If(cmp).
-		Then(clientv3.OpPut(key, string(data))).
+		Then(clientv3.OpPut(key, string(data), clientv3.WithIgnoreLease())).
 		Else(clientv3.OpGet(key)).
 		Commit()
 	if err != nil {
