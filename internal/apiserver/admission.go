@@ -19,8 +19,7 @@ func (s *Server) admitCreate(ctx context.Context, obj runtime.Object) error {
 	if !ok || pvc.Spec.StorageClassName != nil {
 		return nil
 	}
-	res, _ := s.reg.Lookup("storage.k8s.io", "v1", "storageclasses")
-	classes, _, err := s.store.List(ctx, prefix(res, ""), 0)
+	classes, _, err := s.store.List(ctx, prefix(s.storageClasses, ""), 0)
 	if err != nil {
 		return err
 	}

@@ -19,13 +19,13 @@ import (
 	"skiff/internal/storage"
 )
 
-// SystemNamespaces exist from the start, as in Kubernetes.
-var SystemNamespaces = []string{"default", "kube-system", "kube-public", "kube-node-lease"}
+// systemNamespaces exist from the start, as in Kubernetes.
+var systemNamespaces = []string{"default", "kube-system", "kube-public", "kube-node-lease"}
 
 // bootstrap creates the namespaces and the default/kubernetes service that
 // every cluster has, and points the service's endpoints at this server.
 func (s *Server) bootstrap(ctx context.Context) error {
-	for _, ns := range SystemNamespaces {
+	for _, ns := range systemNamespaces {
 		if err := s.ensure(ctx, "", "v1", "namespaces", &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			return err
 		}

@@ -39,7 +39,7 @@ func (q *request) list() {
 		q.fail(err)
 		return
 	}
-	query := q.r.URL.Query()
+	query := q.query
 	var rev int64
 	if query.Get("resourceVersionMatch") == string(metav1.ResourceVersionMatchExact) {
 		if rev, err = strconv.ParseInt(query.Get("resourceVersion"), 10, 64); err != nil {
@@ -75,8 +75,7 @@ func (q *request) list() {
 // stored JSON, without decoding and re-encoding every object: the common
 // case of informers' and kubectl's lists. It reports whether it answered.
 func (q *request) listRaw(rev int64) bool {
-	query := q.r.URL.Query()
-	if query.Get("labelSelector") != "" || query.Get("fieldSelector") != "" {
+	if q.query.Get("labelSelector") != "" || q.query.Get("fieldSelector") != "" {
 		return false
 	}
 	if out, err := negotiate(q.r.Header.Get("Accept")); err != nil || out != (output{}) {
@@ -117,10 +116,9 @@ func (q *request) namespaceUsable(ctx context.Context, ns string) error {
 	if !q.res.Namespaced {
 		return nil
 	}
-	nsRes, _ := q.s.reg.Lookup("", "v1", "namespaces")
-	obj, err := q.s.store.Get(ctx, key(nsRes, "", ns))
+	obj, err := q.s.store.Get(ctx, key(q.s.namespaces, "", ns))
 	if errors.Is(err, storage.ErrNotFound) {
-		return apierrors.NewNotFound(nsRes.GroupResource(), ns)
+		return apierrors.NewNotFound(q.s.namespaces.GroupResource(), ns)
 	}
 	if err != nil {
 		return err
@@ -223,7 +221,7 @@ func (q *request) storeCreate(ctx context.Context, obj runtime.Object) (runtime.
 		return obj, nil
 	}
 	var ttl time.Duration
-	if q.res.Resource == "events" {
+	if q.res.Expires {
 		ttl = q.s.cfg.EventTTL
 	}
 	out, err := q.s.store.CreateWithTTL(ctx, key(q.res, m.GetNamespace(), m.GetName()), obj, ttl)

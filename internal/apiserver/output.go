@@ -162,7 +162,7 @@ func (q *request) toTable(obj runtime.Object, version string) (*metav1.Table, er
 	} else if m, err := meta.Accessor(obj); err == nil {
 		t.ResourceVersion = m.GetResourceVersion()
 	}
-	include := metav1.IncludeObjectPolicy(q.r.URL.Query().Get("includeObject"))
+	include := metav1.IncludeObjectPolicy(q.query.Get("includeObject"))
 	t.Rows = make([]metav1.TableRow, 0, len(items))
 	for _, it := range items {
 		row := metav1.TableRow{Cells: q.res.TableRow(it)}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -25,11 +26,13 @@ import (
 
 // request is one call on a resource.
 type request struct {
-	s   *Server
-	w   http.ResponseWriter
-	r   *http.Request
-	ri  requestInfo
-	res *registry.Resource
+	s *Server
+	w http.ResponseWriter
+	r *http.Request
+	// query is r's URL query, parsed once.
+	query url.Values
+	ri    requestInfo
+	res   *registry.Resource
 }
 
 func (q *request) fail(err error) { writeError(q.w, q.s.log, err) }
@@ -100,9 +103,6 @@ func prefix(res *registry.Resource, namespace string) string {
 	}
 	return p + "/"
 }
-
-// Key is the etcd key of an object; other packages (tests, tools) use it.
-func Key(res *registry.Resource, namespace, name string) string { return key(res, namespace, name) }
 
 func badRequest(format string, args ...interface{}) error {
 	return apierrors.NewBadRequest(fmt.Sprintf(format, args...))
@@ -207,18 +207,16 @@ func (q *request) decodeBody() (runtime.Object, error) {
 // selectors parses labelSelector and fieldSelector, checking field keys
 // against what the resource supports.
 func (q *request) selectors() (labels.Selector, fields.Selector, error) {
-	query := q.r.URL.Query()
-	ls, err := labels.Parse(query.Get("labelSelector"))
+	ls, err := labels.Parse(q.query.Get("labelSelector"))
 	if err != nil {
 		return nil, nil, badRequest("unable to parse labelSelector: %v", err)
 	}
-	fs, err := fields.ParseSelector(query.Get("fieldSelector"))
+	fs, err := fields.ParseSelector(q.query.Get("fieldSelector"))
 	if err != nil {
 		return nil, nil, badRequest("unable to parse fieldSelector: %v", err)
 	}
-	supported := q.res.Fields(q.res.New())
 	for _, req := range fs.Requirements() {
-		if _, ok := supported[req.Field]; !ok {
+		if !q.res.SupportsField(req.Field) {
 			return nil, nil, badRequest("field label not supported: %s", req.Field)
 		}
 	}
@@ -248,7 +246,7 @@ func (q *request) matcher() (func(runtime.Object) bool, error) {
 	}, nil
 }
 
-func (q *request) dryRun() bool { return len(q.r.URL.Query()["dryRun"]) > 0 }
+func (q *request) dryRun() bool { return len(q.query["dryRun"]) > 0 }
 
 // deleteOptions reads DeleteOptions from the body or the query.
 func (q *request) deleteOptions() (*metav1.DeleteOptions, error) {
@@ -268,7 +266,7 @@ func (q *request) deleteOptions() (*metav1.DeleteOptions, error) {
 			}
 		}
 	}
-	query := q.r.URL.Query()
+	query := q.query
 	if v := query.Get("gracePeriodSeconds"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {

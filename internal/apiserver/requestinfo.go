@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -18,7 +19,7 @@ type requestInfo struct {
 
 // parseResourcePath parses /api/v1/... and /apis/<group>/<version>/...
 // It returns ok=false when the path names no resource (discovery paths).
-func parseResourcePath(r *http.Request) (requestInfo, bool) {
+func parseResourcePath(r *http.Request, query url.Values) (requestInfo, bool) {
 	parts := splitPath(r.URL.Path)
 	var ri requestInfo
 	switch {
@@ -48,11 +49,10 @@ func parseResourcePath(r *http.Request) (requestInfo, bool) {
 	if len(parts) > 2 {
 		ri.subresource = strings.Join(parts[2:], "/")
 	}
-	q := r.URL.Query()
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		switch {
-		case watchPath || q.Get("watch") == "true" || q.Get("watch") == "1":
+		case watchPath || query.Get("watch") == "true" || query.Get("watch") == "1":
 			ri.verb = "watch"
 		case ri.name == "":
 			ri.verb = "list"

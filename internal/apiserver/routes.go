@@ -68,7 +68,8 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet && s.serveDiscovery(w, r) {
 		return
 	}
-	ri, ok := parseResourcePath(r)
+	query := r.URL.Query()
+	ri, ok := parseResourcePath(r, query)
 	if !ok {
 		writeError(w, s.log, apierrors.NewNotFound(schema.GroupResource{}, ""))
 		return
@@ -93,6 +94,6 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	}
-	req := &request{s: s, w: w, r: r, ri: ri, res: res}
+	req := &request{s: s, w: w, r: r, query: query, ri: ri, res: res}
 	req.serve()
 }

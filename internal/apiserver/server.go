@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
@@ -61,8 +60,8 @@ type Server struct {
 	handler  http.Handler
 	protobuf *protobuf.Serializer
 	ready    chan struct{}
-	wg       sync.WaitGroup
-	stopOnce sync.Once
+	// namespaces and storageClasses are looked up once for admission.
+	namespaces, storageClasses *registry.Resource
 }
 
 // maxBodyBytes is the largest request body accepted, as Kubernetes' 3 MiB.
@@ -91,6 +90,13 @@ func New(cfg Config) (*Server, error) {
 		reg:   cfg.Registry,
 		store: cfg.Store,
 		ready: make(chan struct{}),
+	}
+	var ok bool
+	if s.namespaces, ok = cfg.Registry.Lookup("", "v1", "namespaces"); !ok {
+		return nil, errors.New("apiserver: the registry serves no namespaces")
+	}
+	if s.storageClasses, ok = cfg.Registry.Lookup("storage.k8s.io", "v1", "storageclasses"); !ok {
+		return nil, errors.New("apiserver: the registry serves no storageclasses")
 	}
 	var err error
 	if s.ips, err = newIPAllocator(cfg.Store.Client(), cfg.ServiceCIDR); err != nil {

@@ -35,7 +35,7 @@ func (q *request) watch() {
 		q.fail(err)
 		return
 	}
-	query := q.r.URL.Query()
+	query := q.query
 	timeout := time.Duration(30+rand.IntN(30)) * time.Minute
 	if v := query.Get("timeoutSeconds"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -74,7 +74,7 @@ func (q *request) watch() {
 			return
 		}
 		// Answer 410 up front when the revision is compacted away.
-		if _, _, err := q.s.store.List(ctx, p+"\x00", from); errors.Is(err, storage.ErrCompacted) || errors.Is(err, storage.ErrFutureRevision) {
+		if err := q.s.store.CheckRevision(ctx, from); errors.Is(err, storage.ErrCompacted) || errors.Is(err, storage.ErrFutureRevision) {
 			q.fail(storeErr(err, q.res.GroupResource(), ""))
 			return
 		}

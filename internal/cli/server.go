@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -68,17 +69,16 @@ func serverConfig(c *cli.Context) (config.Server, error) {
 	}
 	cfg.TLSSANs = c.StringSlice("tls-san")
 	cfg.KubeconfigPath = c.String("write-kubeconfig")
-	var mode uint32
-	if _, err := fmt.Sscanf(c.String("write-kubeconfig-mode"), "%o", &mode); err != nil || mode > 0o777 {
+	mode, err := strconv.ParseUint(c.String("write-kubeconfig-mode"), 8, 32)
+	if err != nil || mode > 0o777 {
 		return cfg, fmt.Errorf("--write-kubeconfig-mode %q: want an octal file mode like 0600", c.String("write-kubeconfig-mode"))
 	}
-	cfg.KubeconfigMode = mode
+	cfg.KubeconfigMode = uint32(mode)
 	cfg.EtcdClientPort = c.Int("etcd-client-port")
 	cfg.EtcdPeerPort = c.Int("etcd-peer-port")
 	cfg.EtcdListenAddress = c.String("etcd-listen-address")
 	cfg.EtcdQuotaBytes = c.Int64("etcd-quota-bytes")
 	cfg.EtcdCompactionRetention = c.String("etcd-compaction-retention")
-	var err error
 	if cfg.ServiceCIDR, err = config.ParseCIDR("service-cidr", c.String("service-cidr")); err != nil {
 		return cfg, err
 	}

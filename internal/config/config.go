@@ -8,6 +8,8 @@ import (
 	"net"
 	"path/filepath"
 	"time"
+
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 )
 
 // Defaults, the same as k3s's so that homelab users find what they expect.
@@ -84,24 +86,20 @@ type Controllers struct {
 	TerminatedPodGCThreshold int
 }
 
-// PortRange is an inclusive range of ports.
-type PortRange struct{ Base, Size int }
+// PortRange is an inclusive range of ports (Base, Size), as Kubernetes'
+// --service-node-port-range takes it.
+type PortRange = utilnet.PortRange
 
-// Contains reports whether p is in the range.
-func (r PortRange) Contains(p int) bool { return p >= r.Base && p < r.Base+r.Size }
-
-func (r PortRange) String() string { return fmt.Sprintf("%d-%d", r.Base, r.Base+r.Size-1) }
-
-// ParsePortRange parses "30000-32767".
+// ParsePortRange parses "30000-32767" (or Kubernetes' "30000+2767").
 func ParsePortRange(s string) (PortRange, error) {
-	var lo, hi int
-	if _, err := fmt.Sscanf(s, "%d-%d", &lo, &hi); err != nil {
-		return PortRange{}, fmt.Errorf("port range %q: want LOW-HIGH, e.g. %s", s, DefaultNodePortRange)
+	r, err := utilnet.ParsePortRange(s)
+	if err != nil {
+		return PortRange{}, fmt.Errorf("port range %q: want LOW-HIGH, e.g. %s: %w", s, DefaultNodePortRange, err)
 	}
-	if lo < 1 || hi > 65535 || lo > hi {
+	if r.Base < 1 || r.Size == 0 {
 		return PortRange{}, fmt.Errorf("port range %q: ports must be 1-65535 and LOW <= HIGH", s)
 	}
-	return PortRange{Base: lo, Size: hi - lo + 1}, nil
+	return *r, nil
 }
 
 // ParseCIDR parses a CIDR flag, naming the flag in its error.
@@ -161,6 +159,3 @@ func (l Layout) TokenFile() string { return filepath.Join(l.ServerDir(), "token"
 // AdminKubeconfig is a copy of the admin kubeconfig kept in the data dir,
 // so `skiff kubeconfig` works even when --write-kubeconfig was elsewhere.
 func (l Layout) AdminKubeconfig() string { return filepath.Join(l.ServerDir(), "cred", "admin.yaml") }
-
-// LockFile is held while a server runs on this data dir.
-func (l Layout) LockFile() string { return filepath.Join(l.ServerDir(), "skiff.lock") }

@@ -7,7 +7,7 @@ package registry
 import (
 	"fmt"
 	"reflect"
-	"sort"
+	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -39,12 +39,17 @@ type Resource struct {
 	// Review marks a create-only resource that is answered, not stored
 	// (SelfSubjectAccessReview, SelfSubjectReview).
 	Review bool
+	// Expires marks objects that the store drops after the server's event
+	// TTL (events, as in Kubernetes).
+	Expires bool
 
 	newObj, newList func() runtime.Object
 	opts            Options
 	// fields returns the field-selector fields beyond metadata.name and
 	// metadata.namespace; nil when there are none.
 	fields func(obj runtime.Object) fields.Set
+	// fieldLabels is the set of field-selector keys, computed once.
+	fieldLabels map[string]bool
 }
 
 // GroupVersion of the resource.
@@ -75,14 +80,7 @@ func (r *Resource) NewList() runtime.Object {
 }
 
 // HasSubresource reports whether sub ("status", "scale", ...) is served.
-func (r *Resource) HasSubresource(sub string) bool {
-	for _, s := range r.Subresources {
-		if s == sub {
-			return true
-		}
-	}
-	return false
-}
+func (r *Resource) HasSubresource(sub string) bool { return slices.Contains(r.Subresources, sub) }
 
 // Fields returns the field-selector fields of obj.
 func (r *Resource) Fields(obj runtime.Object) fields.Set {
@@ -101,15 +99,8 @@ func (r *Resource) Fields(obj runtime.Object) fields.Set {
 	return set
 }
 
-// FieldLabels lists the field-selector keys the resource supports.
-func (r *Resource) FieldLabels() []string {
-	keys := []string{}
-	for k := range r.Fields(r.New()) {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+// SupportsField reports whether key is a field-selector key of the resource.
+func (r *Resource) SupportsField(key string) bool { return r.fieldLabels[key] }
 
 // PrepareForCreate clears what a client may not set on create (for most
 // resources with a status subresource, the status) and sets initial status
@@ -221,6 +212,10 @@ func NewWithOptions(opts Options) (*Registry, error) {
 	reg := &Registry{byGVR: map[schema.GroupVersionResource]*Resource{}, scheme: scheme}
 	for _, r := range resources() {
 		r.opts = opts
+		r.fieldLabels = map[string]bool{}
+		for k := range r.Fields(r.New()) {
+			r.fieldLabels[k] = true
+		}
 		reg.all = append(reg.all, r)
 		reg.byGVR[schema.GroupVersionResource{Group: r.Group, Version: r.Version, Resource: r.Resource}] = r
 	}
@@ -263,8 +258,6 @@ func (g *Registry) GroupVersions() []schema.GroupVersion {
 	return out
 }
 
-func ptrFields(f func(obj runtime.Object) fields.Set) func(runtime.Object) fields.Set { return f }
-
 func resources() []*Resource {
 	core := func(res, kind, singular string, namespaced bool, newObj, newList func() runtime.Object) *Resource {
 		return &Resource{Version: "v1", Resource: res, Kind: kind, SingularName: singular, Namespaced: namespaced, newObj: newObj, newList: newList}
@@ -288,7 +281,7 @@ func resources() []*Resource {
 
 	pods := with(core("pods", "Pod", "pod", true, func() runtime.Object { return &corev1.Pod{} }, func() runtime.Object { return &corev1.PodList{} }),
 		[]string{"po"}, all, []string{"status", "binding", "eviction"})
-	pods.fields = ptrFields(func(obj runtime.Object) fields.Set {
+	pods.fields = func(obj runtime.Object) fields.Set {
 		p := obj.(*corev1.Pod)
 		return fields.Set{
 			"spec.nodeName":            p.Spec.NodeName,
@@ -300,7 +293,7 @@ func resources() []*Resource {
 			"status.podIP":             p.Status.PodIP,
 			"status.nominatedNodeName": p.Status.NominatedNodeName,
 		}
-	})
+	}
 	nodes := with(core("nodes", "Node", "node", false, func() runtime.Object { return &corev1.Node{} }, func() runtime.Object { return &corev1.NodeList{} }),
 		[]string{"no"}, nil, status)
 	nodes.fields = func(obj runtime.Object) fields.Set {
@@ -311,6 +304,9 @@ func resources() []*Resource {
 		return fields.Set{"type": string(obj.(*corev1.Secret).Type)}
 	}
 	events := with(core("events", "Event", "event", true, func() runtime.Object { return &corev1.Event{} }, func() runtime.Object { return &corev1.EventList{} }), []string{"ev"}, nil, nil)
+	events.Expires = true
+	eventsV1 := with(grp("events.k8s.io", "events", "Event", "event", true, func() runtime.Object { return &eventsv1.Event{} }, func() runtime.Object { return &eventsv1.EventList{} }), []string{"ev"}, nil, nil)
+	eventsV1.Expires = true
 	events.fields = func(obj runtime.Object) fields.Set {
 		e := obj.(*corev1.Event)
 		return fields.Set{
@@ -365,7 +361,7 @@ func resources() []*Resource {
 		with(grp("discovery.k8s.io", "endpointslices", "EndpointSlice", "endpointslice", true, func() runtime.Object { return &discoveryv1.EndpointSlice{} }, func() runtime.Object { return &discoveryv1.EndpointSliceList{} }), nil, nil, nil),
 		with(grp("coordination.k8s.io", "leases", "Lease", "lease", true, func() runtime.Object { return &coordinationv1.Lease{} }, func() runtime.Object { return &coordinationv1.LeaseList{} }), nil, nil, nil),
 		with(grp("storage.k8s.io", "storageclasses", "StorageClass", "storageclass", false, func() runtime.Object { return &storagev1.StorageClass{} }, func() runtime.Object { return &storagev1.StorageClassList{} }), []string{"sc"}, nil, nil),
-		with(grp("events.k8s.io", "events", "Event", "event", true, func() runtime.Object { return &eventsv1.Event{} }, func() runtime.Object { return &eventsv1.EventList{} }), []string{"ev"}, nil, nil),
+		eventsV1,
 
 		review(grp("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview", "selfsubjectaccessreview", false, func() runtime.Object { return &authorizationv1.SelfSubjectAccessReview{} }, nil)),
 		review(grp("authentication.k8s.io", "selfsubjectreviews", "SelfSubjectReview", "selfsubjectreview", false, func() runtime.Object { return &authenticationv1.SelfSubjectReview{} }, nil)),

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -40,9 +41,16 @@ func (s *Server) runControlPlane(ctx context.Context, etcdClient *clientv3.Clien
 		return err
 	}
 	return el.Run(ctx, func(ctx context.Context) {
-		client, err := kubernetes.NewForConfig(rc)
-		if err == nil {
-			go s.publishLeader(ctx, client, identity)
+		// The lease publisher stops with the controllers, never after.
+		pubCtx, stopPublishing := context.WithCancel(ctx)
+		var published sync.WaitGroup
+		defer published.Wait()
+		defer stopPublishing()
+		if client, err := kubernetes.NewForConfig(rc); err != nil {
+			s.log.Error("leader lease not published: build client", "err", err)
+		} else {
+			published.Add(1)
+			go func() { defer published.Done(); s.publishLeader(pubCtx, client, identity) }()
 		}
 		if err := manager.Run(ctx, manager.Config{RESTConfig: rc, Logger: s.log.With("component", "controller-manager"), Controllers: entries}); err != nil {
 			s.log.Error("controller manager failed", "err", err)

@@ -118,7 +118,7 @@ func (s *Server) Run(ctx context.Context) error {
 	select {
 	case <-api.Ready():
 		close(s.ready)
-		s.log.Info("ready", "kubeconfig", s.cfg.KubeconfigPath, "api", fmt.Sprintf("https://%s", net.JoinHostPort(s.localHost(), strconv.Itoa(s.cfg.HTTPSPort))))
+		s.log.Info("ready", "kubeconfig", s.cfg.KubeconfigPath, "api", s.localURL())
 	case err := <-apiDone:
 		return err
 	case err := <-db.Err():
@@ -192,8 +192,7 @@ func (s *Server) ensureTLS(layout config.Layout) (*tlsFiles, error) {
 	if err != nil {
 		return nil, fmt.Errorf("join token %s: %w", layout.TokenFile(), err)
 	}
-	url := "https://" + net.JoinHostPort(s.localHost(), strconv.Itoa(s.cfg.HTTPSPort))
-	kc, err := pki.Kubeconfig("default", url, ca.CertPEM, adminCert, adminKey)
+	kc, err := pki.Kubeconfig("default", s.localURL(), ca.CertPEM, adminCert, adminKey)
 	if err != nil {
 		return nil, err
 	}
@@ -212,20 +211,30 @@ func (s *Server) ensureTLS(layout config.Layout) (*tlsFiles, error) {
 	return &tlsFiles{ca: ca, servingCert: certFile, servingKey: keyFile, tokenSecret: secret, adminKubeconfig: kc}, nil
 }
 
-// localHost is the host in the admin kubeconfig: loopback, unless the API
-// listens on one address only.
-func (s *Server) localHost() string {
+// bindIP is the one address the API listens on, or nil when it listens on
+// all of them.
+func (s *Server) bindIP() net.IP {
 	if ip := net.ParseIP(s.cfg.BindAddress); ip != nil && !ip.IsUnspecified() {
-		return ip.String()
+		return ip
 	}
-	return "127.0.0.1"
+	return nil
+}
+
+// localURL is the API's URL in the admin kubeconfig: loopback, unless the
+// API listens on one address only.
+func (s *Server) localURL() string {
+	host := "127.0.0.1"
+	if ip := s.bindIP(); ip != nil {
+		host = ip.String()
+	}
+	return "https://" + net.JoinHostPort(host, strconv.Itoa(s.cfg.HTTPSPort))
 }
 
 func (s *Server) advertiseIP() net.IP {
 	if len(s.cfg.AdvertiseIPs) > 0 {
 		return s.cfg.AdvertiseIPs[0]
 	}
-	if ip := net.ParseIP(s.cfg.BindAddress); ip != nil && !ip.IsUnspecified() {
+	if ip := s.bindIP(); ip != nil {
 		return ip
 	}
 	if ips := hostIPs(); len(ips) > 0 {
@@ -244,7 +253,7 @@ func (s *Server) servingSANs() ([]string, []net.IP) {
 	ips := []net.IP{net.IPv4(127, 0, 0, 1), firstServiceIP(s.cfg.ServiceCIDR)}
 	ips = append(ips, s.cfg.AdvertiseIPs...)
 	ips = append(ips, hostIPs()...)
-	if ip := net.ParseIP(s.cfg.BindAddress); ip != nil && !ip.IsUnspecified() {
+	if ip := s.bindIP(); ip != nil {
 		ips = append(ips, ip)
 	}
 	for _, san := range s.cfg.TLSSANs {

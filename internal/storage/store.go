@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -214,6 +215,24 @@ func (s *Store) Delete(ctx context.Context, key string, rev int64) (runtime.Obje
 // List reads every object under prefix at revision rev (0: the newest) and
 // returns them with the revision read.
 func (s *Store) List(ctx context.Context, prefix string, rev int64) ([]runtime.Object, int64, error) {
+	kvs, read, err := s.rangeAt(ctx, prefix, rev)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]runtime.Object, 0, len(kvs))
+	for _, kv := range kvs {
+		obj, err := s.Decode(kv.Value, kv.ModRevision)
+		if err != nil {
+			return nil, 0, fmt.Errorf("list %s: key %s: %w", prefix, kv.Key, err)
+		}
+		out = append(out, obj)
+	}
+	return out, read, nil
+}
+
+// rangeAt reads the keys under prefix at revision rev (0: the newest) and
+// returns them with the revision read.
+func (s *Store) rangeAt(ctx context.Context, prefix string, rev int64) ([]*mvccpb.KeyValue, int64, error) {
 	opts := []clientv3.OpOption{clientv3.WithPrefix()}
 	if rev > 0 {
 		opts = append(opts, clientv3.WithRev(rev))
@@ -222,28 +241,36 @@ func (s *Store) List(ctx context.Context, prefix string, rev int64) ([]runtime.O
 	if err != nil {
 		return nil, 0, fmt.Errorf("list %s: %w", prefix, mapErr(err))
 	}
-	out := make([]runtime.Object, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		obj, err := s.Decode(kv.Value, kv.ModRevision)
-		if err != nil {
-			return nil, 0, fmt.Errorf("list %s: key %s: %w", prefix, kv.Key, err)
-		}
-		out = append(out, obj)
-	}
 	read := resp.Header.Revision
 	if rev > 0 {
 		read = rev
 	}
-	return out, read, nil
+	return resp.Kvs, read, nil
 }
+
+// revisionProbeKey is a key nothing writes: reads of it only check the store.
+const revisionProbeKey = "/registry/health-revision"
 
 // CurrentRevision returns etcd's newest revision.
 func (s *Store) CurrentRevision(ctx context.Context) (int64, error) {
-	resp, err := s.client.Get(ctx, "/registry/health-revision", clientv3.WithCountOnly())
+	resp, err := s.client.Get(ctx, revisionProbeKey, clientv3.WithCountOnly())
 	if err != nil {
 		return 0, mapErr(err)
 	}
 	return resp.Header.Revision, nil
+}
+
+// CheckRevision reports whether rev can still be read (and so watched
+// from): ErrCompacted when it has been compacted away, ErrFutureRevision
+// when the store has not reached it. rev 0 (or less) is the newest.
+func (s *Store) CheckRevision(ctx context.Context, rev int64) error {
+	if rev <= 0 {
+		return nil
+	}
+	if _, err := s.client.Get(ctx, revisionProbeKey, clientv3.WithRev(rev), clientv3.WithCountOnly()); err != nil {
+		return fmt.Errorf("read at revision %d: %w", rev, mapErr(err))
+	}
+	return nil
 }
 
 func mapErr(err error) error {
@@ -266,21 +293,13 @@ type RawObject struct {
 // ListRaw is List without decoding: for answers that pass objects through
 // unchanged, it saves a decode and an encode per object.
 func (s *Store) ListRaw(ctx context.Context, prefix string, rev int64) ([]RawObject, int64, error) {
-	opts := []clientv3.OpOption{clientv3.WithPrefix()}
-	if rev > 0 {
-		opts = append(opts, clientv3.WithRev(rev))
-	}
-	resp, err := s.client.Get(ctx, prefix, opts...)
+	kvs, read, err := s.rangeAt(ctx, prefix, rev)
 	if err != nil {
-		return nil, 0, fmt.Errorf("list %s: %w", prefix, mapErr(err))
+		return nil, 0, err
 	}
-	out := make([]RawObject, len(resp.Kvs))
-	for i, kv := range resp.Kvs {
+	out := make([]RawObject, len(kvs))
+	for i, kv := range kvs {
 		out[i] = RawObject{Data: kv.Value, Revision: kv.ModRevision}
-	}
-	read := resp.Header.Revision
-	if rev > 0 {
-		read = rev
 	}
 	return out, read, nil
 }

@@ -3,6 +3,7 @@ package storage
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +34,15 @@ func TestRawObjectWithResourceVersion(t *testing.T) {
 		}
 		if pod.ResourceVersion != "42" {
 			t.Fatalf("%s: resourceVersion %q, want 42", tc.data, pod.ResourceVersion)
+		}
+		// Everything else is kept: the input with the revision removed again.
+		pod.ResourceVersion = ""
+		var want corev1.Pod
+		if err := json.Unmarshal([]byte(tc.data), &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(pod, want) {
+			t.Fatalf("%s: object changed: %s", tc.data, out)
 		}
 	}
 }
