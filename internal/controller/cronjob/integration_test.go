@@ -1,7 +1,9 @@
 package cronjob_test
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -66,19 +68,16 @@ func create(t *testing.T, c kubernetes.Interface, cj *batchv1.CronJob) *batchv1.
 	return out
 }
 
+// waitFor is servertest.Eventually for a condition that reports whether
+// it holds and, if it can tell, what went wrong.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		ok, err := cond()
-		if ok {
-			return
+	servertest.Eventually(t, timeout, what, func() error {
+		if ok, err := cond(); !ok {
+			return cmp.Or(err, errors.New("condition not met"))
 		}
-		lastErr = err
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s (last error: %v)", what, lastErr)
+		return nil
+	})
 }
 
 // advance waits until the controller has armed its timer, then moves the

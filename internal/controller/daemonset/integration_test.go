@@ -61,19 +61,16 @@ func newDaemonSet(name string, mutate func(*appsv1.DaemonSet)) *appsv1.DaemonSet
 	return ds
 }
 
+// waitFor is servertest.Eventually for a condition that reports whether
+// it holds and the state it saw.
 func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	var last string
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
+	servertest.Eventually(t, 30*time.Second, what, func() error {
+		if ok, state := cond(); !ok {
+			return fmt.Errorf("last: %s", state)
 		}
-		last = state
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s; last: %s", what, last)
+		return nil
+	})
 }
 
 // placed maps node → the live pods of the DaemonSet there (by image).

@@ -9,8 +9,6 @@ import (
 	"hash/fnv"
 	"sort"
 	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -21,8 +19,10 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/cache"
+
+	"skiff/internal/controller"
+	"skiff/internal/controller/expectations"
 )
 
 // sync brings the DaemonSet named by key one step closer to one pod per
@@ -348,7 +348,7 @@ func newPod(ds *appsv1.DaemonSet, node, hash string) *corev1.Pod {
 	podLabels[templateGenerationLabel] = strconv.FormatInt(ds.Generation, 10)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:            podName(ds.Name),
+			Name:            expectations.PodName(ds.Name),
 			Namespace:       ds.Namespace,
 			Labels:          podLabels,
 			Annotations:     t.Annotations,
@@ -362,36 +362,13 @@ func newPod(ds *appsv1.DaemonSet, node, hash string) *corev1.Pod {
 	return pod
 }
 
-// podName is name plus a random suffix, as generateName would make it;
-// the controller picks it so it can expect the pod before creating it.
-func podName(name string) string {
-	const maxBase = validation.DNS1123LabelMaxLength - 6
-	if len(name) > maxBase {
-		name = strings.TrimRight(name[:maxBase], "-.")
-	}
-	return name + "-" + utilrand.String(5)
-}
-
 // createPods creates a pod on each node, in batches that double from one
 // so a failing template costs one request, not hundreds.
 func (c *Controller) createPods(ctx context.Context, key string, ds *appsv1.DaemonSet, nodes []string, hash string) error {
-	for start, batch := 0, 1; start < len(nodes); start, batch = start+batch, batch*2 {
-		end := min(start+batch, len(nodes))
-		errs := make([]error, end-start)
-		var wg sync.WaitGroup
-		for i := start; i < end; i++ {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				errs[i-start] = c.createPod(ctx, key, ds, nodes[i], hash)
-			}(i)
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := controller.SlowStartBatch(ctx, len(nodes), 1, func(ctx context.Context, i int) error {
+		return c.createPod(ctx, key, ds, nodes[i], hash)
+	})
+	return err
 }
 
 func (c *Controller) createPod(ctx context.Context, key string, ds *appsv1.DaemonSet, node, hash string) error {

@@ -7,11 +7,8 @@ package deployment
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -22,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/listers"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -29,6 +27,7 @@ import (
 
 	"skiff/internal/controller"
 	"skiff/internal/controller/manager"
+	"skiff/internal/controller/replicaset"
 )
 
 const (
@@ -37,12 +36,10 @@ const (
 	workers = 5
 )
 
-// deploymentKind and rsKind are the kinds as owner references name them.
+// deploymentKind is the Deployment kind, as owner references name it.
 func deploymentKind() schema.GroupVersionKind {
 	return appsv1.SchemeGroupVersion.WithKind("Deployment")
 }
-
-func rsKind() schema.GroupVersionKind { return appsv1.SchemeGroupVersion.WithKind("ReplicaSet") }
 
 // Controller is the Deployment controller.
 type Controller struct {
@@ -52,9 +49,13 @@ type Controller struct {
 	podLister corelisters.PodLister
 	synced    []cache.InformerSynced
 	queue     controller.Queue
-	recorder  record.EventRecorder
-	log       *slog.Logger
-	now       func() time.Time
+	// owners finds the Deployments of ReplicaSets; rsOwners the
+	// ReplicaSets of pods.
+	owners   controller.Owners[*appsv1.Deployment]
+	rsOwners controller.Owners[*appsv1.ReplicaSet]
+	recorder record.EventRecorder
+	log      *slog.Logger
+	now      func() time.Time
 }
 
 // New builds the controller and registers its informer handlers.
@@ -73,6 +74,12 @@ func New(cctx *controller.Context) (*Controller, error) {
 		log:       cctx.ControllerLogger("deployment"),
 		now:       time.Now,
 	}
+	c.owners = controller.Owners[*appsv1.Deployment]{
+		Kind:     deploymentKind(),
+		Cache:    listers.New[*appsv1.Deployment](dInf.Informer().GetIndexer(), appsv1.Resource("deployments")),
+		Selector: func(d *appsv1.Deployment) *metav1.LabelSelector { return d.Spec.Selector },
+	}
+	c.rsOwners = replicaset.Owners(rsInf.Informer().GetIndexer())
 	if _, err := dInf.Informer().AddEventHandler(controller.EnqueueHandler(c.queue)); err != nil {
 		return nil, fmt.Errorf("deployment controller: watch deployments: %w", err)
 	}
@@ -93,52 +100,12 @@ func New(cctx *controller.Context) (*Controller, error) {
 
 // Run waits for the caches and runs the workers until ctx is done.
 func (c *Controller) Run(ctx context.Context) {
-	defer c.queue.ShutDown()
-	c.log.Info("starting")
-	if !controller.WaitForSync(ctx, c.log, c.synced...) {
-		return
-	}
-	c.log.Info("ready")
-	controller.RunWorkers(ctx, c.log, c.queue, workers, c.sync)
-	c.log.Info("stopped")
+	controller.Run(ctx, c.log, c.queue, workers, c.sync, c.synced...)
 }
 
 func keyOf(d *appsv1.Deployment) string { return d.Namespace + "/" + d.Name }
 
-// Event handlers.
-
-// resolveOwner returns the Deployment ref points to, if it still exists
-// with that uid.
-func (c *Controller) resolveOwner(ns string, ref *metav1.OwnerReference) *appsv1.Deployment {
-	gv, err := schema.ParseGroupVersion(ref.APIVersion)
-	if err != nil || gv.Group != deploymentKind().Group || ref.Kind != deploymentKind().Kind {
-		return nil
-	}
-	d, err := c.dLister.Deployments(ns).Get(ref.Name)
-	if err != nil || d.UID != ref.UID {
-		return nil
-	}
-	return d
-}
-
-// selecting returns the Deployments whose selector matches rs's labels.
-func (c *Controller) selecting(rs *appsv1.ReplicaSet) []*appsv1.Deployment {
-	all, err := c.dLister.Deployments(rs.Namespace).List(labels.Everything())
-	if err != nil {
-		return nil
-	}
-	var out []*appsv1.Deployment
-	for _, d := range all {
-		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
-		if err != nil || sel.Empty() {
-			continue
-		}
-		if sel.Matches(labels.Set(rs.Labels)) {
-			out = append(out, d)
-		}
-	}
-	return out
-}
+// Event handlers: they only enqueue the keys of the Deployments concerned.
 
 func (c *Controller) addReplicaSet(obj interface{}) {
 	rs, ok := obj.(*appsv1.ReplicaSet)
@@ -149,13 +116,13 @@ func (c *Controller) addReplicaSet(obj interface{}) {
 		c.deleteReplicaSet(rs)
 		return
 	}
-	if ref := metav1.GetControllerOf(rs); ref != nil {
-		if d := c.resolveOwner(rs.Namespace, ref); d != nil {
+	if metav1.GetControllerOfNoCopy(rs) != nil {
+		if d, ok := c.owners.Controller(rs); ok {
 			c.queue.Add(keyOf(d))
 		}
 		return
 	}
-	for _, d := range c.selecting(rs) {
+	for _, d := range c.owners.Selecting(rs) {
 		c.queue.Add(keyOf(d))
 	}
 }
@@ -166,23 +133,8 @@ func (c *Controller) updateReplicaSet(oldObj, curObj interface{}) {
 	if !ok1 || !ok2 || old.ResourceVersion == cur.ResourceVersion {
 		return
 	}
-	curRef, oldRef := metav1.GetControllerOf(cur), metav1.GetControllerOf(old)
-	refChanged := !reflect.DeepEqual(curRef, oldRef)
-	if refChanged && oldRef != nil {
-		if d := c.resolveOwner(old.Namespace, oldRef); d != nil {
-			c.queue.Add(keyOf(d))
-		}
-	}
-	if curRef != nil {
-		if d := c.resolveOwner(cur.Namespace, curRef); d != nil {
-			c.queue.Add(keyOf(d))
-		}
-		return
-	}
-	if refChanged || !reflect.DeepEqual(old.Labels, cur.Labels) {
-		for _, d := range c.selecting(cur) {
-			c.queue.Add(keyOf(d))
-		}
+	for _, d := range c.owners.Updated(old, cur) {
+		c.queue.Add(keyOf(d))
 	}
 }
 
@@ -191,10 +143,8 @@ func (c *Controller) deleteReplicaSet(obj interface{}) {
 	if !ok {
 		return
 	}
-	if ref := metav1.GetControllerOf(rs); ref != nil {
-		if d := c.resolveOwner(rs.Namespace, ref); d != nil {
-			c.queue.Add(keyOf(d))
-		}
+	if d, ok := c.owners.Controller(rs); ok {
+		c.queue.Add(keyOf(d))
 	}
 }
 
@@ -204,19 +154,11 @@ func (c *Controller) deletePod(obj interface{}) {
 	if !ok {
 		return
 	}
-	ref := metav1.GetControllerOf(pod)
-	if ref == nil || ref.Kind != rsKind().Kind {
+	rs, ok := c.rsOwners.Controller(pod)
+	if !ok {
 		return
 	}
-	rs, err := c.rsLister.ReplicaSets(pod.Namespace).Get(ref.Name)
-	if err != nil || rs.UID != ref.UID {
-		return
-	}
-	dref := metav1.GetControllerOf(rs)
-	if dref == nil {
-		return
-	}
-	if d := c.resolveOwner(rs.Namespace, dref); d != nil && d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
+	if d, ok := c.owners.Controller(rs); ok && d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
 		c.queue.Add(keyOf(d))
 	}
 }
@@ -255,21 +197,20 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if d.DeletionTimestamp != nil {
-		return c.syncStatusOnly(ctx, d, rsList)
+	if d.DeletionTimestamp == nil {
+		if err := c.checkPausedConditions(ctx, d); err != nil {
+			return err
+		}
 	}
-	if err := c.checkPausedConditions(ctx, d); err != nil {
-		return err
-	}
-	if d.Spec.Paused {
-		return c.syncScale(ctx, d, rsList)
-	}
-	scaling, err := c.isScalingEvent(ctx, d, rsList)
+	newRS, old, err := c.newAndOld(ctx, d, rsList)
 	if err != nil {
 		return err
 	}
-	if scaling {
-		return c.syncScale(ctx, d, rsList)
+	if d.DeletionTimestamp != nil {
+		return c.syncStatus(ctx, d, allOf(old, newRS), newRS)
+	}
+	if d.Spec.Paused || isScalingEvent(d, newRS, old) {
+		return c.syncScale(ctx, d, newRS, old)
 	}
 	switch d.Spec.Strategy.Type {
 	case appsv1.RecreateDeploymentStrategyType:
@@ -277,102 +218,35 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 		if err != nil {
 			return err
 		}
-		return c.rolloutRecreate(ctx, d, rsList, pods)
+		return c.rolloutRecreate(ctx, d, newRS, old, pods)
 	case appsv1.RollingUpdateDeploymentStrategyType:
-		return c.rolloutRolling(ctx, d, rsList)
+		return c.rolloutRolling(ctx, d, newRS, old)
 	}
 	c.log.Warn("deployment has an unknown strategy", "key", key, "strategy", d.Spec.Strategy.Type)
 	return nil
 }
 
-// claimReplicaSets returns the ReplicaSets d controls and still selects,
-// adopting matching orphans and releasing those that stopped matching.
+// claimReplicaSets returns the ReplicaSets d controls and selects,
+// adopting matching orphans and releasing those that stopped matching (see
+// controller.Claim).
 func (c *Controller) claimReplicaSets(ctx context.Context, d *appsv1.Deployment, selector labels.Selector) ([]*appsv1.ReplicaSet, error) {
 	all, err := c.rsLister.ReplicaSets(d.Namespace).List(labels.Everything())
 	if err != nil {
 		return nil, fmt.Errorf("list replicasets of %s: %w", keyOf(d), err)
 	}
-	var (
-		out      []*appsv1.ReplicaSet
-		errs     []error
-		adoptErr error
-		checked  bool
-	)
-	canAdopt := func() error {
-		if checked {
-			return adoptErr
-		}
-		checked = true
-		fresh, err := c.client.AppsV1().Deployments(d.Namespace).Get(ctx, d.Name, metav1.GetOptions{})
-		switch {
-		case err != nil:
-			adoptErr = fmt.Errorf("recheck deployment %s before adopting: %w", keyOf(d), err)
-		case fresh.UID != d.UID:
-			adoptErr = fmt.Errorf("deployment %s was replaced (uid %s, want %s); not adopting", keyOf(d), fresh.UID, d.UID)
-		case fresh.DeletionTimestamp != nil:
-			adoptErr = fmt.Errorf("deployment %s is being deleted; not adopting", keyOf(d))
-		}
-		return adoptErr
-	}
-	for _, rs := range all {
-		matches := selector.Matches(labels.Set(rs.Labels))
-		if ref := metav1.GetControllerOf(rs); ref != nil {
-			if ref.UID != d.UID {
-				continue
-			}
-			if matches {
-				out = append(out, rs)
-				continue
-			}
-			if d.DeletionTimestamp != nil {
-				continue
-			}
-			if err := c.patchOwner(ctx, d, rs, false); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsInvalid(err) {
-				errs = append(errs, err)
-			}
-			continue
-		}
-		if !matches || d.DeletionTimestamp != nil || rs.DeletionTimestamp != nil {
-			continue
-		}
-		if err := canAdopt(); err != nil {
-			errs = append(errs, err)
-			break
-		}
-		if err := c.patchOwner(ctx, d, rs, true); err != nil {
-			if !apierrors.IsNotFound(err) {
-				errs = append(errs, err)
-			}
-			continue
-		}
-		out = append(out, rs)
-	}
-	return out, errors.Join(errs...)
-}
-
-// patchOwner adds (adopt) or removes d's controller reference on rs with a
-// strategic merge patch that also pins rs's uid.
-func (c *Controller) patchOwner(ctx context.Context, d *appsv1.Deployment, rs *appsv1.ReplicaSet, adopt bool) error {
-	ref := map[string]interface{}{"$patch": "delete", "uid": d.UID}
-	verb := "release"
-	if adopt {
-		verb = "adopt"
-		ref = map[string]interface{}{
-			"apiVersion": deploymentKind().GroupVersion().String(), "kind": deploymentKind().Kind,
-			"name": d.Name, "uid": d.UID, "controller": true, "blockOwnerDeletion": true,
-		}
-	}
-	body, err := json.Marshal(map[string]interface{}{
-		"metadata": map[string]interface{}{"ownerReferences": []interface{}{ref}, "uid": rs.UID},
-	})
-	if err != nil {
-		return fmt.Errorf("%s replicaset %s/%s: %w", verb, rs.Namespace, rs.Name, err)
-	}
-	if _, err := c.client.AppsV1().ReplicaSets(rs.Namespace).Patch(ctx, rs.Name, types.StrategicMergePatchType, body, metav1.PatchOptions{}); err != nil {
-		return fmt.Errorf("%s replicaset %s/%s for deployment %s: %w", verb, rs.Namespace, rs.Name, keyOf(d), err)
-	}
-	c.log.Debug(verb+"ed replicaset", "deployment", keyOf(d), "replicaset", rs.Name)
-	return nil
+	return controller.Claim(ctx, controller.RefManager{
+		Owner:    d,
+		Kind:     deploymentKind(),
+		Selector: selector,
+		Recheck: func(ctx context.Context) (metav1.Object, error) {
+			return c.client.AppsV1().Deployments(d.Namespace).Get(ctx, d.Name, metav1.GetOptions{})
+		},
+		Patch: func(ctx context.Context, ns, name string, patch []byte) error {
+			_, err := c.client.AppsV1().ReplicaSets(ns).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+			return err
+		},
+		Log: c.log,
+	}, all)
 }
 
 // podsByReplicaSet groups the pods d selects by the ReplicaSet (of rsList)

@@ -367,14 +367,19 @@ func TestRollbackReusesOldReplicaSet(t *testing.T) {
 	if c := f.writes("create", "replicasets", ""); len(c) != 0 {
 		t.Fatalf("created %d replicasets; want the old one reused", len(c))
 	}
-	var revised *appsv1.ReplicaSet
+	// One write brings the revision up to date, one scales: a second
+	// revision write from the stale cached copy would conflict.
+	var updates []*appsv1.ReplicaSet
 	for _, o := range f.writes("update", "replicasets", "") {
-		if rs := o.(*appsv1.ReplicaSet); rs.Name == rs1.Name && revised == nil {
-			revised = rs
+		if rs := o.(*appsv1.ReplicaSet); rs.Name == rs1.Name {
+			updates = append(updates, rs)
 		}
 	}
-	if revised == nil || revised.Annotations[RevisionAnnotation] != "3" || revised.Annotations[RevisionHistoryAnnotation] != "1" {
-		t.Fatalf("first update of %s: %+v", rs1.Name, revised)
+	if len(updates) != 2 {
+		t.Fatalf("%d updates of %s, want 2 (revision, then scale)", len(updates), rs1.Name)
+	}
+	if revised := updates[0]; revised.Annotations[RevisionAnnotation] != "3" || revised.Annotations[RevisionHistoryAnnotation] != "1" {
+		t.Fatalf("first update of %s: %+v", rs1.Name, revised.Annotations)
 	}
 	upd := f.writes("update", "deployments", "")
 	if len(upd) != 1 || upd[0].(*appsv1.Deployment).Annotations[RevisionAnnotation] != "3" {
@@ -482,7 +487,7 @@ func TestRecreateWaitsForOldPods(t *testing.T) {
 	now := metav1.Now()
 	lingering := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "old-pod", Namespace: "default", DeletionTimestamp: &now,
 		Labels:          old.Spec.Template.Labels,
-		OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(old, rsKind())}},
+		OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(old, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))}},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
 	f := newFixture(t, d, old, lingering)
 	f.sync()
@@ -522,7 +527,8 @@ func TestAdoptsOrphanReplicaSet(t *testing.T) {
 			patched = append(patched, string(a.(clienttesting.PatchAction).GetPatch()))
 		}
 	}
-	if len(patched) != 1 || !strings.Contains(patched[0], `"controller":true`) || !strings.Contains(patched[0], `"uid":"web-uid"`) {
+	if len(patched) != 1 || !strings.Contains(patched[0], `"controller":true`) || !strings.Contains(patched[0], `"uid":"web-uid"`) ||
+		!strings.Contains(patched[0], `"uid":"`+string(rs.UID)+`"`) {
 		t.Fatalf("patches %v", patched)
 	}
 	if c := f.writes("create", "replicasets", ""); len(c) != 0 {

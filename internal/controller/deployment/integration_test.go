@@ -18,34 +18,11 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
-	"skiff/internal/config"
 	"skiff/internal/controller/deployment"
 	"skiff/internal/server/servertest"
 )
 
 // Harness.
-
-const hostnameLabel = "kubernetes.io/hostname"
-
-// cluster starts a server whose controllers run, with fake nodes played by
-// FakeKubelet and a trivial binder standing in for the scheduler. Nodes in
-// dead get no kubelet: their pods never start.
-func cluster(t *testing.T, nodes []string, dead ...string) kubernetes.Interface {
-	t.Helper()
-	s := servertest.Start(t, "", func(c *config.Server) { c.DisableScheduler = true })
-	client := s.Client(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	for _, n := range nodes {
-		servertest.AddNode(t, client, n)
-		servertest.FakeKubelet(ctx, t, client, n)
-	}
-	for _, n := range dead {
-		servertest.AddNode(t, client, n)
-	}
-	servertest.RunBinder(ctx, client, nodes)
-	return client
-}
 
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
@@ -263,7 +240,7 @@ func scalingEvents(t *testing.T, c kubernetes.Interface, ns string) []string {
 // Tests.
 
 func TestDeploymentScaleUpAndDown(t *testing.T) {
-	c := cluster(t, []string{"n1", "n2", "n3"})
+	c := servertest.StartCluster(t, []string{"n1", "n2", "n3"})
 	ns := namespace(t, c, "scale")
 	ctx := context.Background()
 	createDeployment(t, c, ns, 3, "nginx:1")
@@ -332,7 +309,7 @@ func TestDeploymentScaleUpAndDown(t *testing.T) {
 }
 
 func TestRollingUpdateKeepsAvailability(t *testing.T) {
-	c := cluster(t, []string{"n1", "n2", "n3"})
+	c := servertest.StartCluster(t, []string{"n1", "n2", "n3"})
 	for i, tc := range []struct {
 		replicas           int32
 		surge, unavailable intstr.IntOrString
@@ -398,7 +375,7 @@ func TestRollingUpdateKeepsAvailability(t *testing.T) {
 }
 
 func TestRollbackToRevision1ReusesItsReplicaSet(t *testing.T) {
-	c := cluster(t, []string{"n1", "n2"})
+	c := servertest.StartCluster(t, []string{"n1", "n2"})
 	ns := namespace(t, c, "rollback")
 	ctx := context.Background()
 	createDeployment(t, c, ns, 2, "app:v1")
@@ -463,7 +440,7 @@ func TestRollbackToRevision1ReusesItsReplicaSet(t *testing.T) {
 }
 
 func TestRecreateDeletesOldPodsFirst(t *testing.T) {
-	c := cluster(t, []string{"n1", "n2"})
+	c := servertest.StartCluster(t, []string{"n1", "n2"})
 	ns := namespace(t, c, "recreate")
 	createDeployment(t, c, ns, 3, "app:v1", func(d *appsv1.Deployment) {
 		d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
@@ -502,7 +479,7 @@ func TestRecreateDeletesOldPodsFirst(t *testing.T) {
 }
 
 func TestPausedDeploymentDoesNotRollOut(t *testing.T) {
-	c := cluster(t, []string{"n1", "n2"})
+	c := servertest.StartCluster(t, []string{"n1", "n2"})
 	ns := namespace(t, c, "paused")
 	ctx := context.Background()
 	createDeployment(t, c, ns, 2, "app:v1")
@@ -540,12 +517,12 @@ func TestPausedDeploymentDoesNotRollOut(t *testing.T) {
 }
 
 func TestStuckRolloutExceedsProgressDeadline(t *testing.T) {
-	c := cluster(t, []string{"n1"}, "dead")
+	c := servertest.StartCluster(t, []string{"n1"}, "dead")
 	ns := namespace(t, c, "stuck")
 	ctx := context.Background()
 	createDeployment(t, c, ns, 2, "app:v1", func(d *appsv1.Deployment) {
 		d.Spec.ProgressDeadlineSeconds = new(int32(2))
-		d.Spec.Template.Spec.NodeSelector = map[string]string{hostnameLabel: "dead"}
+		d.Spec.Template.Spec.NodeSelector = map[string]string{corev1.LabelHostname: "dead"}
 	})
 	eventually(t, "ProgressDeadlineExceeded", func() (bool, string) {
 		d, err := c.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})

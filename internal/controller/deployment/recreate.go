@@ -11,11 +11,7 @@ import (
 // rolloutRecreate moves d to its template with the Recreate strategy:
 // scale every old ReplicaSet to zero, wait until none of their pods is
 // left, and only then create (or grow) the new ReplicaSet.
-func (c *Controller) rolloutRecreate(ctx context.Context, d *appsv1.Deployment, rsList []*appsv1.ReplicaSet, pods map[types.UID][]*corev1.Pod) error {
-	newRS, old, err := c.newAndOld(ctx, d, rsList, false)
-	if err != nil {
-		return err
-	}
+func (c *Controller) rolloutRecreate(ctx context.Context, d *appsv1.Deployment, newRS *appsv1.ReplicaSet, old []*appsv1.ReplicaSet, pods map[types.UID][]*corev1.Pod) error {
 	all := allOf(old, newRS)
 
 	scaledDown := false
@@ -31,8 +27,8 @@ func (c *Controller) rolloutRecreate(ctx context.Context, d *appsv1.Deployment, 
 		return c.syncRolloutStatus(ctx, d, all, newRS)
 	}
 	if newRS == nil {
-		newRS, old, err = c.newAndOld(ctx, d, rsList, true)
-		if err != nil {
+		var err error
+		if newRS, err = c.createReplicaSet(ctx, d, old); err != nil {
 			return err
 		}
 		all = allOf(old, newRS)

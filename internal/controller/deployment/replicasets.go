@@ -12,49 +12,44 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// newAndOld finds d's new ReplicaSet (the one with d's template) and the
-// old ones, and brings the new one's revision up to date: it gets the
-// revision after the highest old one, so a template that returns to an
-// earlier ReplicaSet's (a rollback) reuses that ReplicaSet as the next
-// revision. With create, a missing new ReplicaSet is created.
-func (c *Controller) newAndOld(ctx context.Context, d *appsv1.Deployment, rsList []*appsv1.ReplicaSet, create bool) (*appsv1.ReplicaSet, []*appsv1.ReplicaSet, error) {
+// newAndOld finds d's new ReplicaSet (the one with d's template; nil if
+// there is none yet) and the old ones, and brings the new one's revision up
+// to date: it gets the revision after the highest old one, so a template
+// that returns to an earlier ReplicaSet's (a rollback) reuses that
+// ReplicaSet as the next revision. It writes, so a sync calls it once and
+// passes its results on.
+func (c *Controller) newAndOld(ctx context.Context, d *appsv1.Deployment, rsList []*appsv1.ReplicaSet) (*appsv1.ReplicaSet, []*appsv1.ReplicaSet, error) {
 	existing, old := findNewAndOld(d, rsList)
-	newRS, err := c.newReplicaSet(ctx, d, existing, old, create)
-	if err != nil {
+	if existing == nil {
+		return nil, old, nil
+	}
+	rs := existing.DeepCopy()
+	annotationsChanged := setNewRSAnnotations(d, rs, maxRevision(old)+1, true)
+	if annotationsChanged || rs.Spec.MinReadySeconds != d.Spec.MinReadySeconds {
+		rs.Spec.MinReadySeconds = d.Spec.MinReadySeconds
+		out, err := c.client.AppsV1().ReplicaSets(rs.Namespace).Update(ctx, rs, metav1.UpdateOptions{})
+		if err != nil {
+			return nil, nil, fmt.Errorf("update revision of replicaset %s/%s: %w", rs.Namespace, rs.Name, err)
+		}
+		rs = out
+	}
+	if err := c.setRevision(ctx, d, rs.Annotations[RevisionAnnotation]); err != nil {
 		return nil, nil, err
 	}
-	return newRS, old, nil
+	if hasProgressDeadline(d) && getCondition(&d.Status, appsv1.DeploymentProgressing) == nil {
+		msg := fmt.Sprintf("Found new replica set %q", rs.Name)
+		setCondition(&d.Status, newCondition(appsv1.DeploymentProgressing, corev1.ConditionTrue, ReasonFoundNewRS, msg, c.now()))
+		if err := c.updateStatus(ctx, d); err != nil {
+			return nil, nil, err
+		}
+	}
+	return rs, old, nil
 }
 
-func (c *Controller) newReplicaSet(ctx context.Context, d *appsv1.Deployment, existing *appsv1.ReplicaSet, old []*appsv1.ReplicaSet, create bool) (*appsv1.ReplicaSet, error) {
+// createReplicaSet creates d's new ReplicaSet (newAndOld found none), as
+// the revision after the highest of old.
+func (c *Controller) createReplicaSet(ctx context.Context, d *appsv1.Deployment, old []*appsv1.ReplicaSet) (*appsv1.ReplicaSet, error) {
 	newRevision := maxRevision(old) + 1
-	if existing != nil {
-		rs := existing.DeepCopy()
-		annotationsChanged := setNewRSAnnotations(d, rs, newRevision, true)
-		if annotationsChanged || rs.Spec.MinReadySeconds != d.Spec.MinReadySeconds {
-			rs.Spec.MinReadySeconds = d.Spec.MinReadySeconds
-			out, err := c.client.AppsV1().ReplicaSets(rs.Namespace).Update(ctx, rs, metav1.UpdateOptions{})
-			if err != nil {
-				return nil, fmt.Errorf("update revision of replicaset %s/%s: %w", rs.Namespace, rs.Name, err)
-			}
-			rs = out
-		}
-		if err := c.setRevision(ctx, d, rs.Annotations[RevisionAnnotation]); err != nil {
-			return nil, err
-		}
-		if hasProgressDeadline(d) && getCondition(&d.Status, appsv1.DeploymentProgressing) == nil {
-			msg := fmt.Sprintf("Found new replica set %q", rs.Name)
-			setCondition(&d.Status, newCondition(appsv1.DeploymentProgressing, corev1.ConditionTrue, ReasonFoundNewRS, msg, c.now()))
-			if err := c.updateStatus(ctx, d); err != nil {
-				return nil, err
-			}
-		}
-		return rs, nil
-	}
-	if !create {
-		return nil, nil
-	}
-
 	hash, err := TemplateHash(&d.Spec.Template, d.Status.CollisionCount)
 	if err != nil {
 		return nil, err

@@ -10,10 +10,12 @@ import (
 // rolloutRolling moves d one step towards its template with the
 // RollingUpdate strategy: grow the new ReplicaSet within maxSurge, shrink
 // the old ones within maxUnavailable, and record the status.
-func (c *Controller) rolloutRolling(ctx context.Context, d *appsv1.Deployment, rsList []*appsv1.ReplicaSet) error {
-	newRS, old, err := c.newAndOld(ctx, d, rsList, true)
-	if err != nil {
-		return err
+func (c *Controller) rolloutRolling(ctx context.Context, d *appsv1.Deployment, newRS *appsv1.ReplicaSet, old []*appsv1.ReplicaSet) error {
+	if newRS == nil {
+		var err error
+		if newRS, err = c.createReplicaSet(ctx, d, old); err != nil {
+			return err
+		}
 	}
 	all := allOf(old, newRS)
 

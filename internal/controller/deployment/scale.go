@@ -9,27 +9,19 @@ import (
 
 // isScalingEvent reports whether spec.replicas changed since d's active
 // ReplicaSets were last sized (their desired-replicas annotation differs).
-func (c *Controller) isScalingEvent(ctx context.Context, d *appsv1.Deployment, rsList []*appsv1.ReplicaSet) (bool, error) {
-	newRS, old, err := c.newAndOld(ctx, d, rsList, false)
-	if err != nil {
-		return false, err
-	}
+func isScalingEvent(d *appsv1.Deployment, newRS *appsv1.ReplicaSet, old []*appsv1.ReplicaSet) bool {
 	for _, rs := range active(allOf(old, newRS)) {
 		desired, ok := intAnnotation(rs, DesiredReplicasAnnotation)
 		if ok && desired != replicasOf(d) {
-			return true, nil
+			return true
 		}
 	}
-	return false, nil
+	return false
 }
 
 // syncScale handles a scaling event or a paused Deployment: resize the
 // ReplicaSets without rolling anything out, then record the status.
-func (c *Controller) syncScale(ctx context.Context, d *appsv1.Deployment, rsList []*appsv1.ReplicaSet) error {
-	newRS, old, err := c.newAndOld(ctx, d, rsList, false)
-	if err != nil {
-		return err
-	}
+func (c *Controller) syncScale(ctx context.Context, d *appsv1.Deployment, newRS *appsv1.ReplicaSet, old []*appsv1.ReplicaSet) error {
 	if err := c.scaleReplicaSets(ctx, d, newRS, old); err != nil {
 		return err
 	}
@@ -37,15 +29,6 @@ func (c *Controller) syncScale(ctx context.Context, d *appsv1.Deployment, rsList
 		if err := c.cleanup(ctx, d, old); err != nil {
 			return err
 		}
-	}
-	return c.syncStatus(ctx, d, allOf(old, newRS), newRS)
-}
-
-// syncStatusOnly records the status of a Deployment being deleted.
-func (c *Controller) syncStatusOnly(ctx context.Context, d *appsv1.Deployment, rsList []*appsv1.ReplicaSet) error {
-	newRS, old, err := c.newAndOld(ctx, d, rsList, false)
-	if err != nil {
-		return err
 	}
 	return c.syncStatus(ctx, d, allOf(old, newRS), newRS)
 }

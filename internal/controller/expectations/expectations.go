@@ -6,17 +6,32 @@
 package expectations
 
 import (
+	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	utilrand "k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/validation"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"skiff/internal/controller"
 )
+
+// PodName is base plus a random suffix of five characters, as
+// generateName would make it (base is cut to fit a DNS label). A
+// controller picks its pods' names with it so it can expect a pod before
+// creating it.
+func PodName(base string) string {
+	const maxBase = validation.DNS1123LabelMaxLength - 6
+	if len(base) > maxBase {
+		base = strings.TrimRight(base[:maxBase], "-.")
+	}
+	return base + "-" + utilrand.String(5)
+}
 
 // Pods remembers, per owner key, the pods a controller has asked the API
 // to create or delete and that its informer has not shown yet. While some

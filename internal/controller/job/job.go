@@ -234,13 +234,22 @@ func (c *Controller) podsOf(job *batchv1.Job) ([]*corev1.Pod, error) {
 			out = append(out, p)
 		}
 	}
-	stale, err := c.pods.Pods(job.Namespace).List(labels.SelectorFromSet(labels.Set{batchv1.JobNameLabel: job.Name}))
-	if err == nil {
-		for _, p := range stale {
-			if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "Job" && ref.UID != job.UID && hasTrackingFinalizer(p) {
-				controller.Enqueue(c.orphans, p)
-			}
+	c.queueStalePods(job.Namespace, job.Name, job.UID)
+	return out, nil
+}
+
+// queueStalePods queues, for finalizer removal, the pods that carry the
+// name of Job ns/name and the tracking finalizer but belong to a Job of
+// that name other than live (the uid of the current Job, "" if there is
+// none).
+func (c *Controller) queueStalePods(ns, name string, live types.UID) {
+	pods, err := c.pods.Pods(ns).List(labels.SelectorFromSet(labels.Set{batchv1.JobNameLabel: name}))
+	if err != nil {
+		return
+	}
+	for _, p := range pods {
+		if ref := metav1.GetControllerOfNoCopy(p); ref != nil && ref.Kind == "Job" && ref.Name == name && ref.UID != live && hasTrackingFinalizer(p) {
+			controller.Enqueue(c.orphans, p)
 		}
 	}
-	return out, nil
 }

@@ -5,15 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
-	"sync"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"skiff/internal/controller"
+	"skiff/internal/controller/expectations"
 )
 
 // newPod builds a pod of job from its template; index is the completion
@@ -26,7 +26,7 @@ func newPod(job *batchv1.Job, index int) *corev1.Pod {
 	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:            podName(base),
+			Name:            expectations.PodName(base),
 			Namespace:       job.Namespace,
 			Labels:          t.Labels,
 			Annotations:     t.Annotations,
@@ -73,43 +73,13 @@ func hasEnv(env []corev1.EnvVar, name string) bool {
 	return false
 }
 
-// podName is base plus a random suffix, as generateName would make it;
-// the controller picks it so it can expect the pod before creating it.
-func podName(base string) string {
-	const maxBase = validation.DNS1123LabelMaxLength - 6
-	if len(base) > maxBase {
-		base = strings.TrimRight(base[:maxBase], "-.")
-	}
-	return base + "-" + utilrand.String(5)
-}
-
 // createPods creates one pod per entry of indexes, in batches that double
 // from one (so a failing template costs one request, not hundreds); it
 // stops at the first batch with an error.
 func (c *Controller) createPods(ctx context.Context, key string, job *batchv1.Job, indexes []int) (int, error) {
-	created := 0
-	for start, batch := 0, 1; start < len(indexes); start, batch = start+batch, batch*2 {
-		end := min(start+batch, len(indexes))
-		errs := make([]error, end-start)
-		var wg sync.WaitGroup
-		for i := start; i < end; i++ {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				errs[i-start] = c.createPod(ctx, key, job, indexes[i])
-			}(i)
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err == nil {
-				created++
-			}
-		}
-		if err := errors.Join(errs...); err != nil {
-			return created, err
-		}
-	}
-	return created, nil
+	return controller.SlowStartBatch(ctx, len(indexes), 1, func(ctx context.Context, i int) error {
+		return c.createPod(ctx, key, job, indexes[i])
+	})
 }
 
 func (c *Controller) createPod(ctx context.Context, key string, job *batchv1.Job, index int) error {

@@ -12,12 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
-
-	"skiff/internal/controller"
 )
 
 // Condition reasons and messages this controller writes.
@@ -39,7 +36,7 @@ func (c *Controller) sync(ctx context.Context, key string) error {
 	cached, err := c.jobs.Jobs(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		c.forget(key)
-		c.queueStalePods(ns, name)
+		c.queueStalePods(ns, name, "")
 		return nil
 	}
 	if err != nil {
@@ -58,20 +55,6 @@ func (c *Controller) forget(key string) {
 	c.stopped.forget(key)
 	c.written.forget(key)
 	c.backoff.forget(key)
-}
-
-// queueStalePods queues, for finalizer removal, the pods of a Job that is
-// gone.
-func (c *Controller) queueStalePods(ns, name string) {
-	pods, err := c.pods.Pods(ns).List(labels.SelectorFromSet(labels.Set{batchv1.JobNameLabel: name}))
-	if err != nil {
-		return
-	}
-	for _, p := range pods {
-		if ref := metav1.GetControllerOf(p); ref != nil && ref.Kind == "Job" && ref.Name == name && hasTrackingFinalizer(p) {
-			controller.Enqueue(c.orphans, p)
-		}
-	}
 }
 
 // syncJob works on a private copy of the Job.

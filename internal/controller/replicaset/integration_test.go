@@ -10,27 +10,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 
-	"skiff/internal/config"
 	"skiff/internal/server/servertest"
 )
-
-// cluster starts a server whose controllers run, with fake nodes played
-// by FakeKubelet and a trivial binder standing in for the scheduler.
-func cluster(t *testing.T, nodes ...string) kubernetes.Interface {
-	t.Helper()
-	s := servertest.Start(t, "", func(c *config.Server) { c.DisableScheduler = true })
-	client := s.Client(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	for _, n := range nodes {
-		servertest.AddNode(t, client, n)
-		servertest.FakeKubelet(ctx, t, client, n)
-	}
-	servertest.RunBinder(ctx, client, nodes)
-	return client
-}
 
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
@@ -58,7 +40,7 @@ func ownedActive(pods []corev1.Pod, uid types.UID) []corev1.Pod {
 }
 
 func TestReplicaSetIntegration(t *testing.T) {
-	client := cluster(t, "node-a", "node-b")
+	client := servertest.StartCluster(t, []string{"node-a", "node-b"})
 	ctx := context.Background()
 	ns := "rs-it"
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
@@ -184,7 +166,7 @@ func TestReplicaSetIntegration(t *testing.T) {
 }
 
 func TestReplicaSetMinReadySeconds(t *testing.T) {
-	client := cluster(t, "node-a")
+	client := servertest.StartCluster(t, []string{"node-a"})
 	ctx := context.Background()
 	labels := map[string]string{"app": "slow"}
 	if _, err := client.AppsV1().ReplicaSets("default").Create(ctx, &appsv1.ReplicaSet{

@@ -1,11 +1,8 @@
 package replicaset
 
 import (
-	"context"
-	"errors"
 	"sort"
 	"strconv"
-	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -44,8 +41,8 @@ func readyCondition(p *corev1.Pod) *corev1.PodCondition {
 	return nil
 }
 
-// IsPodReady reports whether pod's Ready condition is True.
-func IsPodReady(p *corev1.Pod) bool {
+// isPodReady reports whether pod's Ready condition is True.
+func isPodReady(p *corev1.Pod) bool {
 	c := readyCondition(p)
 	return c != nil && c.Status == corev1.ConditionTrue
 }
@@ -85,7 +82,7 @@ func newPod(rs *appsv1.ReplicaSet) *corev1.Pod {
 			Labels:          t.Labels,
 			Annotations:     t.Annotations,
 			Finalizers:      t.Finalizers,
-			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rs, rsKind())},
 		},
 		Spec: t.Spec,
 	}
@@ -166,7 +163,7 @@ func deleteFirst(a, b rankedPod) bool {
 	if ra, rb := phaseRank(pa.Status.Phase), phaseRank(pb.Status.Phase); ra != rb {
 		return ra < rb
 	}
-	readyA, readyB := IsPodReady(pa), IsPodReady(pb)
+	readyA, readyB := isPodReady(pa), isPodReady(pb)
 	if readyA != readyB {
 		return !readyA
 	}
@@ -189,40 +186,4 @@ func deleteFirst(a, b rankedPod) bool {
 		return pb.CreationTimestamp.Before(&pa.CreationTimestamp)
 	}
 	return pa.Name < pb.Name
-}
-
-// slowStartBatch calls fn count times, in batches of growing size
-// (initial, 2*initial, 4*initial, ...) whose calls run in parallel, and
-// stops after the first batch with a failure, so that a systematic error
-// (quota, admission) costs a few calls rather than count. It returns how
-// many calls succeeded and the errors of the failing batch.
-func slowStartBatch(ctx context.Context, count, initial int, fn func(context.Context) error) (int, error) {
-	remaining, done := count, 0
-	for batch := min(remaining, initial); batch > 0; batch = min(2*batch, remaining) {
-		if err := ctx.Err(); err != nil {
-			return done, err
-		}
-		errs := make([]error, batch)
-		var wg sync.WaitGroup
-		for i := range batch {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = fn(ctx)
-			}()
-		}
-		wg.Wait()
-		failed := 0
-		for _, err := range errs {
-			if err != nil {
-				failed++
-			}
-		}
-		done += batch - failed
-		if failed > 0 {
-			return done, errors.Join(errs...)
-		}
-		remaining -= batch
-	}
-	return done, nil
 }

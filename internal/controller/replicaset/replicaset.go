@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/listers"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -51,6 +52,7 @@ type Controller struct {
 	podLister corelisters.PodLister
 	synced    []cache.InformerSynced
 	queue     controller.Queue
+	owners    controller.Owners[*appsv1.ReplicaSet]
 	exp       *expectations
 	recorder  record.EventRecorder
 	log       *slog.Logger
@@ -73,6 +75,7 @@ func New(cctx *controller.Context) (*Controller, error) {
 		now:       time.Now,
 		burst:     burstReplicas,
 	}
+	c.owners = Owners(rsInf.Informer().GetIndexer())
 	c.exp = newExpectations(expectationsTTL, func() time.Time { return c.now() })
 	rsHandler := controller.EnqueueHandler(c.queue)
 	rsHandler.DeleteFunc = c.deleteReplicaSet
@@ -89,16 +92,19 @@ func New(cctx *controller.Context) (*Controller, error) {
 	return c, nil
 }
 
+// Owners finds the ReplicaSets that own pods in indexer, the ReplicaSet
+// informer's.
+func Owners(indexer cache.Indexer) controller.Owners[*appsv1.ReplicaSet] {
+	return controller.Owners[*appsv1.ReplicaSet]{
+		Kind:     rsKind(),
+		Cache:    listers.New[*appsv1.ReplicaSet](indexer, appsv1.Resource("replicasets")),
+		Selector: func(rs *appsv1.ReplicaSet) *metav1.LabelSelector { return rs.Spec.Selector },
+	}
+}
+
 // Run waits for the caches and runs the workers until ctx is done.
 func (c *Controller) Run(ctx context.Context) {
-	defer c.queue.ShutDown()
-	c.log.Info("starting")
-	if !controller.WaitForSync(ctx, c.log, c.synced...) {
-		return
-	}
-	c.log.Info("ready")
-	controller.RunWorkers(ctx, c.log, c.queue, workers, c.sync)
-	c.log.Info("stopped")
+	controller.Run(ctx, c.log, c.queue, workers, c.sync, c.synced...)
 }
 
 func keyOf(rs *appsv1.ReplicaSet) string { return rs.Namespace + "/" + rs.Name }
@@ -114,39 +120,6 @@ func (c *Controller) deleteReplicaSet(obj interface{}) {
 	c.queue.Add(keyOf(rs))
 }
 
-// resolveOwner returns the ReplicaSet ref points to, if it still exists
-// with that uid.
-func (c *Controller) resolveOwner(ns string, ref *metav1.OwnerReference) *appsv1.ReplicaSet {
-	gv, err := schema.ParseGroupVersion(ref.APIVersion)
-	if err != nil || gv.Group != rsKind().Group || ref.Kind != rsKind().Kind {
-		return nil
-	}
-	rs, err := c.rsLister.ReplicaSets(ns).Get(ref.Name)
-	if err != nil || rs.UID != ref.UID {
-		return nil
-	}
-	return rs
-}
-
-// selecting returns the ReplicaSets whose selector matches pod's labels.
-func (c *Controller) selecting(pod *corev1.Pod) []*appsv1.ReplicaSet {
-	all, err := c.rsLister.ReplicaSets(pod.Namespace).List(labels.Everything())
-	if err != nil {
-		return nil
-	}
-	var out []*appsv1.ReplicaSet
-	for _, rs := range all {
-		sel, err := metav1.LabelSelectorAsSelector(rs.Spec.Selector)
-		if err != nil || sel.Empty() {
-			continue
-		}
-		if sel.Matches(labels.Set(pod.Labels)) {
-			out = append(out, rs)
-		}
-	}
-	return out
-}
-
 func (c *Controller) addPod(obj interface{}) {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok {
@@ -158,14 +131,14 @@ func (c *Controller) addPod(obj interface{}) {
 		c.deletePod(pod)
 		return
 	}
-	if ref := metav1.GetControllerOf(pod); ref != nil {
-		if rs := c.resolveOwner(pod.Namespace, ref); rs != nil {
+	if metav1.GetControllerOfNoCopy(pod) != nil {
+		if rs, ok := c.owners.Controller(pod); ok {
 			c.exp.creationObserved(keyOf(rs))
 			c.queue.Add(keyOf(rs))
 		}
 		return
 	}
-	for _, rs := range c.selecting(pod) {
+	for _, rs := range c.owners.Selecting(pod) {
 		c.queue.Add(keyOf(rs))
 	}
 }
@@ -176,31 +149,15 @@ func (c *Controller) updatePod(oldObj, curObj interface{}) {
 	if !ok1 || !ok2 || old.ResourceVersion == cur.ResourceVersion {
 		return
 	}
-	labelsChanged := !reflect.DeepEqual(old.Labels, cur.Labels)
 	if cur.DeletionTimestamp != nil {
 		c.deletePod(cur)
-		if labelsChanged {
+		if !reflect.DeepEqual(old.Labels, cur.Labels) {
 			c.deletePod(old)
 		}
 		return
 	}
-	curRef, oldRef := metav1.GetControllerOf(cur), metav1.GetControllerOf(old)
-	refChanged := !reflect.DeepEqual(curRef, oldRef)
-	if refChanged && oldRef != nil {
-		if rs := c.resolveOwner(old.Namespace, oldRef); rs != nil {
-			c.queue.Add(keyOf(rs))
-		}
-	}
-	if curRef != nil {
-		if rs := c.resolveOwner(cur.Namespace, curRef); rs != nil {
-			c.queue.Add(keyOf(rs))
-		}
-		return
-	}
-	if labelsChanged || refChanged {
-		for _, rs := range c.selecting(cur) {
-			c.queue.Add(keyOf(rs))
-		}
+	for _, rs := range c.owners.Updated(old, cur) {
+		c.queue.Add(keyOf(rs))
 	}
 }
 
@@ -209,11 +166,7 @@ func (c *Controller) deletePod(obj interface{}) {
 	if !ok {
 		return
 	}
-	ref := metav1.GetControllerOf(pod)
-	if ref == nil {
-		return
-	}
-	if rs := c.resolveOwner(pod.Namespace, ref); rs != nil {
+	if rs, ok := c.owners.Controller(pod); ok {
 		c.exp.deletionObserved(keyOf(rs), pod.UID)
 		c.queue.Add(keyOf(rs))
 	}
@@ -276,7 +229,7 @@ func (c *Controller) manageReplicas(ctx context.Context, rs *appsv1.ReplicaSet, 
 		n := min(-diff, c.burst)
 		c.exp.expectCreations(key, n)
 		c.log.Debug("creating pods", "replicaset", key, "want", replicasOf(rs), "have", len(pods), "creating", n)
-		created, err := slowStartBatch(ctx, n, 1, func(ctx context.Context) error { return c.createPod(ctx, rs) })
+		created, err := controller.SlowStartBatch(ctx, n, 1, func(ctx context.Context, _ int) error { return c.createPod(ctx, rs) })
 		// The creations that did not happen will never be observed.
 		for range n - created {
 			c.exp.creationObserved(key)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -327,22 +328,13 @@ func TestScaleDownDeletesLeastValuablePods(t *testing.T) {
 	for _, a := range f.actions("delete", "pods") {
 		deleted = append(deleted, a.(clienttesting.DeleteAction).GetName())
 	}
-	if len(deleted) != 2 || !contains(deleted, "pending") || !contains(deleted, "unscheduled") {
+	if len(deleted) != 2 || !slices.Contains(deleted, "pending") || !slices.Contains(deleted, "unscheduled") {
 		t.Fatalf("deleted %v, want pending and unscheduled", deleted)
 	}
 	ev := strings.Join(f.events(), "\n")
 	if !strings.Contains(ev, "Normal SuccessfulDelete Deleted pod: pending") {
 		t.Errorf("events %q", ev)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func TestDeletionOrder(t *testing.T) {
@@ -471,10 +463,24 @@ func TestStatusWithMinReadySeconds(t *testing.T) {
 	}
 }
 
-func TestSlowStartBatchSizes(t *testing.T) {
-	var calls atomic.Int32
-	n, err := slowStartBatch(context.Background(), 20, 1, func(context.Context) error { calls.Add(1); return nil })
-	if n != 20 || err != nil || calls.Load() != 20 {
-		t.Errorf("slowStartBatch = %d, %v after %d calls", n, err, calls.Load())
+func TestNoAdoptionByReplacedReplicaSet(t *testing.T) {
+	rs := newRS("web", 1)
+	f := newFixture(t, rs, newPodFor(rs, "orphan", orphan))
+	// The API server has another ReplicaSet of that name: the cached one
+	// was deleted and recreated.
+	f.client.PrependReactor("get", "replicasets", func(clienttesting.Action) (bool, runtime.Object, error) {
+		fresh := rs.DeepCopy()
+		fresh.UID = "new-uid"
+		return true, fresh, nil
+	})
+	err := f.sync("default/web")
+	if err == nil || !strings.Contains(err.Error(), "was replaced") {
+		t.Fatalf("sync error %v, want the replacement reported", err)
+	}
+	if n := len(f.actions("patch", "pods")); n != 0 {
+		t.Errorf("%d pod patches by a replaced ReplicaSet", n)
+	}
+	if n := len(f.actions("get", "replicasets")); n != 1 {
+		t.Errorf("%d rechecks of the ReplicaSet, want 1", n)
 	}
 }

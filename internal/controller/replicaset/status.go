@@ -28,7 +28,7 @@ func calculateStatus(rs *appsv1.ReplicaSet, pods []*corev1.Pod, manageErr error,
 		if templateLabels.Matches(labels.Set(p.Labels)) {
 			fully++
 		}
-		if !IsPodReady(p) {
+		if !isPodReady(p) {
 			continue
 		}
 		ready++

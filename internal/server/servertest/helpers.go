@@ -99,6 +99,28 @@ func SetPodRunning(t testing.TB, c kubernetes.Interface, ns, name, ip string, re
 	return out
 }
 
+// StartCluster starts a server whose controllers run, with no scheduler:
+// RunBinder stands in for it, binding pods to nodes, which FakeKubelet
+// plays. The dead nodes are added without a kubelet, so pods bound to them
+// (by a kubernetes.io/hostname node selector) never start. All stops when
+// the test ends; it returns an admin client.
+func StartCluster(t testing.TB, nodes []string, dead ...string) kubernetes.Interface {
+	t.Helper()
+	s := Start(t, "", func(c *config.Server) { c.DisableScheduler = true })
+	client := s.Client(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	for _, n := range nodes {
+		AddNode(t, client, n)
+		FakeKubelet(ctx, t, client, n)
+	}
+	for _, n := range dead {
+		AddNode(t, client, n)
+	}
+	RunBinder(ctx, client, nodes)
+	return client
+}
+
 // RunBinder stands in for the scheduler until ctx is done: it binds every
 // unassigned pod that is not being deleted to the node its
 // kubernetes.io/hostname node selector names, or else to the next of
