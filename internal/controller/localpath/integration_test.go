@@ -24,25 +24,10 @@ import (
 
 const ns = "default"
 
-func eventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func waitDefaultClass(t *testing.T, c kubernetes.Interface) *storagev1.StorageClass {
 	t.Helper()
 	var sc *storagev1.StorageClass
-	eventually(t, "default storage class", func() error {
+	servertest.Eventually(t, 30*time.Second, "default storage class", func() error {
 		var err error
 		sc, err = c.StorageV1().StorageClasses().Get(context.Background(), localpath.DefaultClassName, metav1.GetOptions{})
 		return err
@@ -58,6 +43,26 @@ func TestDefaultStorageClass(t *testing.T) {
 		sc.ReclaimPolicy == nil || *sc.ReclaimPolicy != corev1.PersistentVolumeReclaimDelete {
 		t.Errorf("class %+v", sc)
 	}
+}
+
+// waitEvent waits for an event with reason about the object named name.
+func waitEvent(t *testing.T, c kubernetes.Interface, name, reason string) {
+	t.Helper()
+	servertest.Eventually(t, 30*time.Second, reason+" event", func() error {
+		evs, err := c.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{
+			FieldSelector: fields.OneTermEqualSelector("involvedObject.name", name).String()})
+		if err != nil {
+			return err
+		}
+		var seen []string
+		for _, e := range evs.Items {
+			if e.Reason == reason {
+				return nil
+			}
+			seen = append(seen, e.Reason)
+		}
+		return fmt.Errorf("events with reasons %v", seen)
+	})
 }
 
 // provisionForPod creates a claim of class and a pod using it, lets the
@@ -78,18 +83,7 @@ func provisionForPod(t *testing.T, c kubernetes.Interface, class, name, node str
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "WaitForFirstConsumer event", func() error {
-		evs, err := c.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("involvedObject.name", name).String()})
-		if err != nil {
-			return err
-		}
-		for _, e := range evs.Items {
-			if e.Reason == volumebinder.ReasonWaitForFirstConsumer {
-				return nil
-			}
-		}
-		return fmt.Errorf("events %v", evs.Items)
-	})
+	waitEvent(t, c, name, volumebinder.ReasonWaitForFirstConsumer)
 	pod, err := c.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: corev1.PodSpec{
@@ -140,7 +134,7 @@ func provisionForPod(t *testing.T, c kubernetes.Interface, class, name, node str
 	}
 
 	var pv *corev1.PersistentVolume
-	eventually(t, "provisioned volume bound", func() error {
+	servertest.Eventually(t, 30*time.Second, "provisioned volume bound", func() error {
 		cur, err := c.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -197,18 +191,7 @@ func TestProvisionBindAndDelete(t *testing.T) {
 
 	pvc, pv := provisionForPod(t, c, localpath.DefaultClassName, "data", "node-a")
 	checkVolume(t, s, pvc, pv, "node-a", corev1.PersistentVolumeReclaimDelete)
-	eventually(t, "ProvisioningSucceeded event", func() error {
-		evs, err := c.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("involvedObject.name", "data").String()})
-		if err != nil {
-			return err
-		}
-		for _, e := range evs.Items {
-			if e.Reason == "ProvisioningSucceeded" {
-				return nil
-			}
-		}
-		return fmt.Errorf("events %v", evs.Items)
-	})
+	waitEvent(t, c, "data", "ProvisioningSucceeded")
 
 	// Deleting the claim releases the volume, which is then deleted.
 	w, err := c.CoreV1().PersistentVolumes().Watch(ctx, metav1.ListOptions{
@@ -273,7 +256,7 @@ func TestRetainKeepsReleased(t *testing.T) {
 	if err := c.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, "keep", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "volume Released", func() error {
+	servertest.Eventually(t, 30*time.Second, "volume Released", func() error {
 		cur, err := c.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
 		if err != nil {
 			return err

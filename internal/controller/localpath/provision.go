@@ -68,11 +68,8 @@ func volumeFor(claim *corev1.PersistentVolumeClaim, class *storagev1.StorageClas
 			PersistentVolumeSource: corev1.PersistentVolumeSource{
 				Local: &corev1.LocalVolumeSource{Path: VolumePath(storageDir, claim)},
 			},
-			AccessModes: append([]corev1.PersistentVolumeAccessMode(nil), claim.Spec.AccessModes...),
-			ClaimRef: &corev1.ObjectReference{
-				Kind: "PersistentVolumeClaim", APIVersion: "v1",
-				Namespace: claim.Namespace, Name: claim.Name, UID: claim.UID, ResourceVersion: claim.ResourceVersion,
-			},
+			AccessModes:                   append([]corev1.PersistentVolumeAccessMode(nil), claim.Spec.AccessModes...),
+			ClaimRef:                      volumebinder.ClaimReference(claim),
 			PersistentVolumeReclaimPolicy: reclaim,
 			StorageClassName:              class.Name,
 			MountOptions:                  append([]string(nil), class.MountOptions...),

@@ -19,22 +19,6 @@ import (
 
 const ns = "default"
 
-// eventually polls cond until it returns nil or 30 s pass.
-func eventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func staticVolume(name, size, class string, reclaim corev1.PersistentVolumeReclaimPolicy) *corev1.PersistentVolume {
 	return &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -62,7 +46,7 @@ func claim(name, size, class string) *corev1.PersistentVolumeClaim {
 func waitBound(t *testing.T, c kubernetes.Interface, claimName, volumeName string) {
 	t.Helper()
 	ctx := context.Background()
-	eventually(t, "claim and volume bound", func() error {
+	servertest.Eventually(t, 30*time.Second, "claim and volume bound", func() error {
 		pvc, err := c.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claimName, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -86,7 +70,7 @@ func waitBound(t *testing.T, c kubernetes.Interface, claimName, volumeName strin
 
 func waitAvailable(t *testing.T, c kubernetes.Interface, names ...string) {
 	t.Helper()
-	eventually(t, "volumes Available", func() error {
+	servertest.Eventually(t, 30*time.Second, "volumes Available", func() error {
 		for _, name := range names {
 			pv, err := c.CoreV1().PersistentVolumes().Get(context.Background(), name, metav1.GetOptions{})
 			if err != nil {
@@ -125,7 +109,7 @@ func TestStaticBindingAndRetain(t *testing.T) {
 	if err := c.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, "data", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "volume Released", func() error {
+	servertest.Eventually(t, 30*time.Second, "volume Released", func() error {
 		pv, err := c.CoreV1().PersistentVolumes().Get(ctx, "pv-fit", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -159,7 +143,7 @@ func TestStaticBindingAndRetain(t *testing.T) {
 	if _, err := c.CoreV1().PersistentVolumes().Update(ctx, pv, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "volume Available again", func() error {
+	servertest.Eventually(t, 30*time.Second, "volume Available again", func() error {
 		pv, err := c.CoreV1().PersistentVolumes().Get(ctx, "pv-fit", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -180,7 +164,7 @@ func TestStaticBindingPreBoundAndDelete(t *testing.T) {
 	if _, err := c.CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim("logs", "1Gi", ""), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "FailedBinding event", func() error {
+	servertest.Eventually(t, 30*time.Second, "FailedBinding event", func() error {
 		evs, err := c.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("involvedObject.name", "logs").String()})
 		if err != nil {
 			return err
@@ -202,7 +186,7 @@ func TestStaticBindingPreBoundAndDelete(t *testing.T) {
 	if err := c.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, "logs", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "Delete volume deleted", func() error {
+	servertest.Eventually(t, 30*time.Second, "Delete volume deleted", func() error {
 		_, err := c.CoreV1().PersistentVolumes().Get(ctx, "pv-logs", metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil

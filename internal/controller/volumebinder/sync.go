@@ -178,8 +178,9 @@ func (c *Controller) bind(ctx context.Context, v *corev1.PersistentVolume, claim
 	return nil
 }
 
-// claimReference is the claimRef a bound volume carries.
-func claimReference(claim *corev1.PersistentVolumeClaim) *corev1.ObjectReference {
+// ClaimReference is the claimRef a volume bound (or pre-bound by a
+// provisioner) to claim carries.
+func ClaimReference(claim *corev1.PersistentVolumeClaim) *corev1.ObjectReference {
 	return &corev1.ObjectReference{
 		Kind: claimKind, APIVersion: "v1",
 		Namespace: claim.Namespace, Name: claim.Name, UID: claim.UID, ResourceVersion: claim.ResourceVersion,
@@ -195,7 +196,7 @@ func (c *Controller) bindVolume(ctx context.Context, v *corev1.PersistentVolume,
 		// Not pre-bound by a user or a provisioner: the binder chose it.
 		metav1.SetMetaDataAnnotation(&nv.ObjectMeta, AnnBoundByController, annotationValueYes)
 	}
-	nv.Spec.ClaimRef = claimReference(claim)
+	nv.Spec.ClaimRef = ClaimReference(claim)
 	out, err := c.client.CoreV1().PersistentVolumes().Update(ctx, nv, metav1.UpdateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("bind volume %s to claim %s/%s: %w", v.Name, claim.Namespace, claim.Name, err)
