@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"skiff/internal/server/servertest"
 )
 
 // kubectlVersion is the version stamped into the kubectl binary, as the
@@ -89,17 +91,6 @@ func binaries(t *testing.T) (skiff, kubectl string) {
 	return skiff, kubectl
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // syncBuffer is a bytes.Buffer safe for a process to write while the test reads.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -159,9 +150,9 @@ func startCluster(t *testing.T, extraArgs ...string) *cluster {
 	}
 	args := []string{"server",
 		"--data-dir", filepath.Join(dir, "data"),
-		"--https-listen-port", fmt.Sprint(freePort(t)),
-		"--etcd-client-port", fmt.Sprint(freePort(t)),
-		"--etcd-peer-port", fmt.Sprint(freePort(t)),
+		"--https-listen-port", fmt.Sprint(servertest.FreePort(t)),
+		"--etcd-client-port", fmt.Sprint(servertest.FreePort(t)),
+		"--etcd-peer-port", fmt.Sprint(servertest.FreePort(t)),
 		"--bind-address", "127.0.0.1",
 		"--write-kubeconfig", c.kubeconfig,
 		"--disable-agent",

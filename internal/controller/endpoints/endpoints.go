@@ -67,7 +67,7 @@ func New(cctx *controller.Context) (*Controller, error) {
 		endpoints: epInf.Lister(),
 		synced:    []cache.InformerSynced{svcInf.Informer().HasSynced, podInf.Informer().HasSynced, epInf.Informer().HasSynced},
 		queue:     controller.NewQueue(Name),
-		log:       cctx.Logger.With("controller", Name),
+		log:       cctx.ControllerLogger(Name),
 	}
 	enqueue := func(obj interface{}) { controller.Enqueue(c.queue, obj) }
 	if _, err := svcInf.Informer().AddEventHandler(controller.EnqueueHandler(c.queue)); err != nil {

@@ -240,7 +240,24 @@ func TestEndpointsHeadlessAndSelectorless(t *testing.T) {
 	if _, err := c.CoreV1().Endpoints(ns).Create(ctx, mine, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	// Change the service so that it is synced with the user's endpoints in
+	// place, then wait for a service created after it: by then the
+	// controller has had its say about "external".
+	ext, err := c.CoreV1().Services(ns).Get(ctx, "external", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext.Labels = map[string]string{"touched": "yes"}
+	if _, err := c.CoreV1().Services(ns).Update(ctx, ext, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "barrier"},
+		Spec:       corev1.ServiceSpec{Selector: db, Ports: []corev1.ServicePort{{Port: 80}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	expectEndpoints(t, c, ns, "barrier", ":80||10.42.0.20")
 	got, err := c.CoreV1().Endpoints(ns).Get(ctx, "external", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -101,7 +101,7 @@ func New(cctx *controller.Context) (*Controller, error) {
 		synced: []cache.InformerSynced{svcInf.Informer().HasSynced, podInf.Informer().HasSynced,
 			nodeInf.Informer().HasSynced, sliceInf.Informer().HasSynced},
 		queue:   controller.NewQueue(Name),
-		log:     cctx.Logger.With("controller", Name),
+		log:     cctx.ControllerLogger(Name),
 		written: map[string]map[string]write{},
 		now:     time.Now,
 	}

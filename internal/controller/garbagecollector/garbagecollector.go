@@ -84,7 +84,7 @@ func New(cctx *controller.Context) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("garbagecollector: %w", err)
 	}
-	return newController(cctx.Logger, mc, cctx.Client.Discovery()), nil
+	return newController(cctx.ControllerLogger(Name), mc, cctx.Client.Discovery()), nil
 }
 
 func newController(log *slog.Logger, mc metadata.Interface, disc discovery.DiscoveryInterface) *Controller {
@@ -92,7 +92,7 @@ func newController(log *slog.Logger, mc metadata.Interface, disc discovery.Disco
 		meta:       mc,
 		discovery:  disc,
 		queue:      controller.NewQueue(Name),
-		log:        log.With("controller", Name),
+		log:        log,
 		ignored:    ignoredResources,
 		monitors:   map[schema.GroupVersionResource]*monitor{},
 		kinds:      map[schema.GroupVersionKind]resourceInfo{},
@@ -187,14 +187,6 @@ func parseKey(key string) (schema.GroupVersionResource, string, string, bool) {
 	return schema.GroupVersionResource{Group: p[0], Version: p[1], Resource: p[2]}, p[3], p[4], true
 }
 
-func asMeta(obj interface{}) (*metav1.PartialObjectMetadata, bool) {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	m, ok := obj.(*metav1.PartialObjectMetadata)
-	return m, ok
-}
-
 func hasFinalizer(m *metav1.PartialObjectMetadata, f string) bool {
 	return slices.Contains(m.Finalizers, f)
 }
@@ -206,14 +198,14 @@ func interesting(m *metav1.PartialObjectMetadata) bool {
 }
 
 func (c *Controller) onAdd(mon *monitor, obj interface{}) {
-	if m, ok := asMeta(obj); ok && interesting(m) {
+	if m, ok := controller.ObjectOf[*metav1.PartialObjectMetadata](obj); ok && interesting(m) {
 		c.queue.Add(objectKey(mon.gvr, m.Namespace, m.Name))
 	}
 }
 
 func (c *Controller) onUpdate(mon *monitor, old, cur interface{}) {
-	o, ok1 := asMeta(old)
-	n, ok2 := asMeta(cur)
+	o, ok1 := controller.ObjectOf[*metav1.PartialObjectMetadata](old)
+	n, ok2 := controller.ObjectOf[*metav1.PartialObjectMetadata](cur)
 	if !ok1 || !ok2 || o.ResourceVersion == n.ResourceVersion {
 		return
 	}
@@ -233,7 +225,7 @@ func (c *Controller) onUpdate(mon *monitor, old, cur interface{}) {
 }
 
 func (c *Controller) onDelete(_ *monitor, obj interface{}) {
-	m, ok := asMeta(obj)
+	m, ok := controller.ObjectOf[*metav1.PartialObjectMetadata](obj)
 	if !ok {
 		return
 	}

@@ -76,7 +76,7 @@ func newController(cctx *controller.Context, mc metadata.Interface, disc discove
 		namespaces: inf.Lister(),
 		synced:     inf.Informer().HasSynced,
 		queue:      controller.NewQueue(Name),
-		log:        cctx.Logger.With("controller", Name),
+		log:        cctx.ControllerLogger(Name),
 		now:        time.Now,
 	}
 	onChange := func(obj interface{}) {
@@ -189,10 +189,12 @@ func (r remaining) total() int {
 }
 
 func (r remaining) String() string {
-	return describe(r.objects)
+	return describe(r.objects, "%s has %d resource instances")
 }
 
-func describe(m map[string]int) string {
+// describe renders the counts in m, sorted by key, each with format (a
+// %s for the key, a %d for its count), joined by ", ".
+func describe(m map[string]int, format string) string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -200,7 +202,7 @@ func describe(m map[string]int) string {
 	sort.Strings(keys)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s has %d resource instances", k, m[k])
+		parts[i] = fmt.Sprintf(format, k, m[k])
 	}
 	return strings.Join(parts, ", ")
 }
@@ -283,7 +285,7 @@ func (c *Controller) setConditions(ctx context.Context, ns *corev1.Namespace, di
 		cond(corev1.NamespaceContentRemaining, left.total() > 0, "SomeResourcesRemain", "ContentRemoved",
 			orDefault(prefixed("Some resources are remaining: ", left.String()), "All content successfully removed")),
 		cond(corev1.NamespaceFinalizersRemaining, len(left.finalizers) > 0, "SomeFinalizersRemain", "ContentHasNoFinalizers",
-			orDefault(prefixed("Some content in the namespace has finalizers remaining: ", describeFinalizers(left.finalizers)), "All content-preserving finalizers finished")),
+			orDefault(prefixed("Some content in the namespace has finalizers remaining: ", describe(left.finalizers, "%s in %d resource instances")), "All content-preserving finalizers finished")),
 	}
 	next := ns.DeepCopy()
 	changed := next.Status.Phase != corev1.NamespaceTerminating
@@ -313,19 +315,6 @@ func (c *Controller) setConditions(ctx context.Context, ns *corev1.Namespace, di
 	}
 	_, err := c.client.CoreV1().Namespaces().UpdateStatus(ctx, next, metav1.UpdateOptions{})
 	return err
-}
-
-func describeFinalizers(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s in %d resource instances", k, m[k])
-	}
-	return strings.Join(parts, ", ")
 }
 
 func prefixed(prefix, s string) string {

@@ -100,7 +100,7 @@ func New(cctx *controller.Context, cfg Config) (*Controller, error) {
 		synced:   inf.Informer().HasSynced,
 		queue:    controller.NewQueue(Name),
 		recorder: cctx.Recorder("node-ipam-controller"),
-		log:      cctx.Logger.With("controller", Name),
+		log:      cctx.ControllerLogger(Name),
 		set:      set,
 		byNode:   map[string]netip.Prefix{},
 	}

@@ -130,7 +130,7 @@ func New(cctx *controller.Context, cfg Config) (*Controller, error) {
 		podQueue:    controller.NewQueue("taint-eviction"),
 		recorder:    cctx.Recorder("node-controller"),
 		evictRecord: cctx.Recorder("taint-eviction-controller"),
-		log:         cctx.Logger.With("controller", Name),
+		log:         cctx.ControllerLogger(Name),
 		now:         time.Now,
 		health:      map[string]*health{},
 		evictFrom:   map[string]time.Time{},

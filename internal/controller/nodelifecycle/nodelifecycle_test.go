@@ -22,19 +22,6 @@ const grace = 3 * time.Second
 
 func fastMonitor(c *config.Server) { c.Controllers.NodeMonitorGracePeriod = grace }
 
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v: %v", what, timeout, err)
-}
-
 // heartbeats renews the leases of the nodes whose flag is set, every
 // 300 ms, until the test ends.
 type heartbeats struct {
@@ -99,8 +86,7 @@ func postStatus(t *testing.T, c kubernetes.Interface, node string, status corev1
 
 func runningPod(t *testing.T, c kubernetes.Interface, name, node string, tolerations ...corev1.Toleration) *corev1.Pod {
 	t.Helper()
-	ctx := context.Background()
-	p, err := c.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
+	_, err := c.CoreV1().Pods("default").Create(context.Background(), &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PodSpec{NodeName: node, Tolerations: tolerations,
 			Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
@@ -108,14 +94,7 @@ func runningPod(t *testing.T, c kubernetes.Interface, name, node string, tolerat
 	if err != nil {
 		t.Fatalf("create pod %s: %v", name, err)
 	}
-	p.Status.Phase = corev1.PodRunning
-	p.Status.PodIP = "10.42.9.9"
-	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}
-	p, err = c.CoreV1().Pods("default").UpdateStatus(ctx, p, metav1.UpdateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return servertest.SetPodRunning(t, c, "default", name, "10.42.9.9", true)
 }
 
 // taintsOf renders the node's taints as "key:Effect".
@@ -134,7 +113,7 @@ func taintsOf(c kubernetes.Interface, node string) (map[string]corev1.Taint, err
 func expectTaints(t *testing.T, c kubernetes.Interface, node string, want ...string) map[string]corev1.Taint {
 	t.Helper()
 	var got map[string]corev1.Taint
-	eventually(t, 15*time.Second, "taints of "+node, func() error {
+	servertest.Eventually(t, 15*time.Second, "taints of "+node, func() error {
 		var err error
 		if got, err = taintsOf(c, node); err != nil {
 			return err
@@ -201,7 +180,7 @@ func TestNodeLifecycle(t *testing.T) {
 
 	hb.alive["sick"].Store(false)
 	stopped := time.Now()
-	eventually(t, grace+10*time.Second, "node marked unknown", func() error {
+	servertest.Eventually(t, grace+10*time.Second, "node marked unknown", func() error {
 		n, err := c.CoreV1().Nodes().Get(ctx, "sick", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -226,13 +205,13 @@ func TestNodeLifecycle(t *testing.T) {
 	tainted := time.Now()
 	expectTaints(t, c, "healthy")
 
-	eventually(t, 5*time.Second, "pod without a matching toleration evicted at once", func() error {
+	servertest.Eventually(t, 5*time.Second, "pod without a matching toleration evicted at once", func() error {
 		if ok, err := evicted(c, "intolerant"); err != nil || !ok {
 			return fmt.Errorf("not evicted (%v)", err)
 		}
 		return nil
 	})
-	eventually(t, 5*time.Second, "pods of the unreachable node not ready", func() error {
+	servertest.Eventually(t, 5*time.Second, "pods of the unreachable node not ready", func() error {
 		for _, name := range []string{"short", "forever", "defaulted"} {
 			p, err := c.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
@@ -246,7 +225,7 @@ func TestNodeLifecycle(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, 15*time.Second, "pod tolerating for 4s evicted", func() error {
+	servertest.Eventually(t, 15*time.Second, "pod tolerating for 4s evicted", func() error {
 		if ok, err := evicted(c, "short"); err != nil || !ok {
 			return fmt.Errorf("not evicted (%v)", err)
 		}

@@ -93,7 +93,7 @@ func New(cctx *controller.Context, cfg Config) (*Controller, error) {
 		podsSynced:   pods.Informer().HasSynced,
 		nodesSynced:  nodes.Informer().HasSynced,
 		queue:        controller.NewQueue(Name),
-		log:          cctx.Logger.With("controller", Name),
+		log:          cctx.ControllerLogger(Name),
 		now:          time.Now,
 		missingSince: map[string]time.Time{},
 	}

@@ -48,22 +48,25 @@ func ServiceFamily(svc *corev1.Service) corev1.IPFamily {
 
 // IP returns the pod's address of family ("" for its first), or "".
 func IP(p *corev1.Pod, family corev1.IPFamily) string {
-	ips := make([]string, 0, len(p.Status.PodIPs)+1)
+	if len(p.Status.PodIPs) == 0 {
+		return ipOfFamily(p.Status.PodIP, family)
+	}
 	for _, ip := range p.Status.PodIPs {
-		ips = append(ips, ip.IP)
-	}
-	if len(ips) == 0 && p.Status.PodIP != "" {
-		ips = append(ips, p.Status.PodIP)
-	}
-	for _, s := range ips {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			continue
-		}
-		is4 := a.Unmap().Is4()
-		if family == "" || (family == corev1.IPv4Protocol) == is4 {
+		if s := ipOfFamily(ip.IP, family); s != "" {
 			return s
 		}
+	}
+	return ""
+}
+
+// ipOfFamily returns s if it is an address of family ("" for any), else "".
+func ipOfFamily(s string, family corev1.IPFamily) string {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return ""
+	}
+	if family == "" || (family == corev1.IPv4Protocol) == a.Unmap().Is4() {
+		return s
 	}
 	return ""
 }
@@ -147,19 +150,29 @@ func containerPorts(p *corev1.Pod) [][]corev1.ContainerPort {
 // or changed in a way that can change its endpoints; when its labels
 // changed, the services that selected it before are enqueued too.
 func PodHandler(services corelisters.ServiceLister, q controller.Queue) cache.ResourceEventHandlerFuncs {
-	onPod := func(obj interface{}) {
-		p, ok := controller.ObjectOf[*corev1.Pod](obj)
-		if !ok {
-			return
-		}
-		svcs, err := services.Services(p.Namespace).List(labels.Everything())
+	// enqueue adds the services of namespace ns that select any of the
+	// label sets.
+	enqueue := func(ns string, sets ...labels.Set) {
+		svcs, err := services.Services(ns).List(labels.Everything())
 		if err != nil {
 			return
 		}
 		for _, s := range svcs {
-			if len(s.Spec.Selector) > 0 && labels.SelectorFromValidatedSet(s.Spec.Selector).Matches(labels.Set(p.Labels)) {
-				controller.Enqueue(q, s)
+			if len(s.Spec.Selector) == 0 {
+				continue
 			}
+			sel := labels.SelectorFromValidatedSet(s.Spec.Selector)
+			for _, set := range sets {
+				if sel.Matches(set) {
+					controller.Enqueue(q, s)
+					break
+				}
+			}
+		}
+	}
+	onPod := func(obj interface{}) {
+		if p, ok := controller.ObjectOf[*corev1.Pod](obj); ok {
+			enqueue(p.Namespace, p.Labels)
 		}
 	}
 	return cache.ResourceEventHandlerFuncs{
@@ -170,9 +183,10 @@ func PodHandler(services corelisters.ServiceLister, q controller.Queue) cache.Re
 			if !ok1 || !ok2 || !Changed(o, n) {
 				return
 			}
-			onPod(cur)
-			if !reflect.DeepEqual(o.Labels, n.Labels) {
-				onPod(old)
+			if reflect.DeepEqual(o.Labels, n.Labels) {
+				enqueue(n.Namespace, n.Labels)
+			} else {
+				enqueue(n.Namespace, n.Labels, o.Labels)
 			}
 		},
 		DeleteFunc: onPod,
