@@ -130,6 +130,16 @@ func apiResources(res *registry.Resource) []metav1.APIResource {
 			a.Verbs = metav1.Verbs{"create"}
 		case "finalize":
 			a.Verbs = metav1.Verbs{"update"}
+		case "log":
+			a.Verbs = metav1.Verbs{"get"}
+		case "exec":
+			a.Kind, a.Verbs = "PodExecOptions", metav1.Verbs{"create", "get"}
+		case "attach":
+			a.Kind, a.Verbs = "PodAttachOptions", metav1.Verbs{"create", "get"}
+		case "portforward":
+			a.Kind, a.Verbs = "PodPortForwardOptions", metav1.Verbs{"create", "get"}
+		case "proxy":
+			a.Kind, a.Verbs = "NodeProxyOptions", metav1.Verbs{"create", "delete", "get", "patch", "update"}
 		}
 		out = append(out, a)
 	}

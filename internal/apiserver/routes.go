@@ -42,7 +42,13 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/api/", s.serveResource)
 	mux.HandleFunc("/apis", s.serveAPIGroupList)
 	mux.HandleFunc("/apis/", s.serveResource)
-	return s.authenticate(s.recoverPanics(mux))
+	// The join endpoints are served before authentication: a joining node
+	// has no credentials yet but its token (see join.go).
+	outer := http.NewServeMux()
+	outer.HandleFunc(CACertsPath, s.serveCACerts)
+	outer.HandleFunc(NodeCertsPath, s.serveNodeCerts)
+	outer.Handle("/", s.authenticate(mux))
+	return s.recoverPanics(outer)
 }
 
 // recoverPanics turns a handler panic into a 500: one bad request must
@@ -85,6 +91,9 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request) {
 	}
 	if ri.verb == "" {
 		writeError(w, s.log, apierrors.NewMethodNotSupported(res.GroupResource(), r.Method))
+		return
+	}
+	if s.serveKubeletProxy(w, r, ri, res) {
 		return
 	}
 	if ri.subresource != "" && !res.HasSubresource(ri.subresource) {

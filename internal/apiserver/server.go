@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 
 	"skiff/internal/config"
+	"skiff/internal/pki"
 	"skiff/internal/registry"
 	"skiff/internal/storage"
 )
@@ -37,7 +38,15 @@ type Config struct {
 	CertFile, KeyFile string
 	ClientCA          *x509.CertPool
 	// TokenSecret is a bearer token that authenticates as a cluster admin.
+	// It is also the join token's secret that /v1-skiff/node-certs checks.
 	TokenSecret string
+	// CA, when set, is served at /cacerts, signs joining nodes'
+	// certificates at /v1-skiff/node-certs, and verifies kubelets' serving
+	// certificates when proxying to them (else ClientCA does).
+	CA *pki.CA
+	// KubeletClientCert is presented to kubelets when proxying pods/log,
+	// exec, attach, portforward and nodes/proxy; without it those answer 503.
+	KubeletClientCert *tls.Certificate
 
 	ServiceCIDR   *net.IPNet
 	NodePortRange config.PortRange
@@ -60,6 +69,8 @@ type Server struct {
 	handler  http.Handler
 	protobuf *protobuf.Serializer
 	ready    chan struct{}
+	// kubelets carries proxied requests to kubelets.
+	kubelets *http.Transport
 	// namespaces and storageClasses are looked up once for admission.
 	namespaces, storageClasses *registry.Resource
 }
@@ -104,6 +115,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.protobuf = protobuf.NewSerializer(cfg.Registry.Scheme(), cfg.Registry.Scheme())
 	s.ports = newPortAllocator(cfg.Store.Client(), cfg.NodePortRange)
+	s.kubelets = s.kubeletTransport()
 	s.handler = s.routes()
 	return s, nil
 }
@@ -165,6 +177,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		_ = srv.Close()
 	}
+	s.kubelets.CloseIdleConnections()
 	s.log.Info("stopped")
 	return nil
 }

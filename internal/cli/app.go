@@ -27,6 +27,8 @@ func NewApp() *cli.App {
 		},
 		Commands: []*cli.Command{
 			serverCommand(),
+			agentCommand(),
+			imagesCommand(),
 			kubeconfigCommand(),
 			tokenCommand(),
 			versionCommand(),

@@ -3,14 +3,18 @@ package cli
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"skiff/internal/agent"
 	"skiff/internal/config"
 	"skiff/internal/server"
 )
@@ -20,7 +24,7 @@ func serverCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "server",
 		Usage: "run a control plane node: embedded etcd and the Kubernetes API",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			dataDirFlag(),
 			&cli.StringFlag{Name: "bind-address", Usage: "address the API server listens on (default: all)"},
 			&cli.IntFlag{Name: "https-listen-port", Value: def.HTTPSPort, Usage: "API server port"},
@@ -46,7 +50,7 @@ func serverCommand() *cli.Command {
 			&cli.DurationFlag{Name: "node-monitor-grace-period", Value: def.Controllers.NodeMonitorGracePeriod, Usage: "how long a node may miss lease renewals before it is marked not ready"},
 			&cli.Int64Flag{Name: "default-not-ready-toleration-seconds", Value: def.Controllers.DefaultNotReadyTolerationSeconds, Usage: "how long pods tolerate a not-ready or unreachable node by default"},
 			&cli.IntFlag{Name: "terminated-pod-gc-threshold", Value: def.Controllers.TerminatedPodGCThreshold, Usage: "terminated pods kept before the oldest are deleted"},
-		},
+		}, nodeFlags()...),
 		Action: runServer,
 	}
 }
@@ -114,14 +118,63 @@ func runServer(c *cli.Context) error {
 		return err
 	}
 	log := newLogger(c)
-	if !cfg.DisableAgent {
-		log.Info("this build has no agent yet: running the control plane only, as with --disable-agent")
-	}
 	srv, err := server.New(cfg, log, Version)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return srv.Run(ctx)
+	if cfg.DisableAgent {
+		return srv.Run(ctx)
+	}
+	nodeIP := ""
+	if len(cfg.AdvertiseIPs) > 0 {
+		nodeIP = cfg.AdvertiseIPs[0].String()
+	}
+	agentCfg, err := agentConfig(c, nodeIP)
+	if err != nil {
+		return err
+	}
+	agentCfg.NodeName = cfg.NodeName
+	agentCfg.ControlPlane = true
+	return runServerWithAgent(ctx, srv, agentCfg, log)
+}
+
+// runServerWithAgent runs the server and, once it serves, the agent of its
+// own node, joined over loopback with the server's token. Either failing
+// stops both.
+func runServerWithAgent(ctx context.Context, srv *server.Server, agentCfg config.Agent, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Run(ctx) }()
+	select {
+	case err := <-srvErr:
+		return err
+	case <-srv.Ready():
+	}
+	token, err := os.ReadFile(srv.Layout().TokenFile())
+	if err != nil {
+		cancel()
+		<-srvErr
+		return fmt.Errorf("read the join token for this node's agent: %w", err)
+	}
+	agentCfg.ServerURL = srv.LocalURL()
+	agentCfg.Token = strings.TrimSpace(string(token))
+	agentErr := make(chan error, 1)
+	go func() { agentErr <- agent.Run(ctx, agentCfg, kubeletVersion(), log) }()
+	select {
+	case err := <-srvErr:
+		cancel()
+		<-agentErr
+		return err
+	case err := <-agentErr:
+		if err != nil && ctx.Err() == nil {
+			log.Error("agent failed; stopping the server too", "err", err)
+			cancel()
+			<-srvErr
+			return fmt.Errorf("agent: %w", err)
+		}
+		return <-srvErr
+	}
 }

@@ -159,3 +159,93 @@ func (l Layout) TokenFile() string { return filepath.Join(l.ServerDir(), "token"
 // AdminKubeconfig is a copy of the admin kubeconfig kept in the data dir,
 // so `skiff kubeconfig` works even when --write-kubeconfig was elsewhere.
 func (l Layout) AdminKubeconfig() string { return filepath.Join(l.ServerDir(), "cred", "admin.yaml") }
+
+// AgentDir holds the agent's state: certificates, images, containers, pods.
+func (l Layout) AgentDir() string { return filepath.Join(l.DataDir, "agent") }
+
+// ImagesDir is the image store: unpacked layers and their metadata.
+func (l Layout) ImagesDir() string { return filepath.Join(l.AgentDir(), "images") }
+
+// ImageImportDir is the air-gap folder: tarballs dropped here are imported once.
+func (l Layout) ImageImportDir() string { return filepath.Join(l.ImagesDir(), "import") }
+
+// ContainersDir holds the runtime's container and sandbox state.
+func (l Layout) ContainersDir() string { return filepath.Join(l.AgentDir(), "containers") }
+
+// PodsDir holds each pod's volumes.
+func (l Layout) PodsDir() string { return filepath.Join(l.AgentDir(), "pods") }
+
+// PodManifestsDir holds static pod manifests, run without the API server.
+func (l Layout) PodManifestsDir() string { return filepath.Join(l.AgentDir(), "pod-manifests") }
+
+// AgentStateFile is the kubelet's bbolt database of the pods it runs.
+func (l Layout) AgentStateFile() string { return filepath.Join(l.AgentDir(), "kubelet.db") }
+
+// Defaults of the agent.
+const (
+	DefaultKubeletPort    = 10250
+	DefaultPodLogDir      = "/var/log/pods"
+	DefaultCgroupParent   = "/skiff"
+	DefaultRegistriesFile = "/etc/skiff/registries.yaml"
+	DefaultMaxPods        = 110
+)
+
+// Agent is the configuration of the agent (`skiff agent`, or the agent a
+// server runs on its own node).
+type Agent struct {
+	DataDir string
+	// ServerURL and Token join the cluster; a server's own agent gets them
+	// from the server it runs in.
+	ServerURL string
+	Token     string
+
+	NodeName   string
+	NodeIP     net.IP
+	NodeLabels map[string]string
+	// ControlPlane marks a server's node with node-role.kubernetes.io/control-plane.
+	ControlPlane bool
+
+	// KubeletAddress and KubeletPort are where the kubelet API listens.
+	KubeletAddress string
+	KubeletPort    int
+	PodLogDir      string
+	CgroupParent   string
+	RegistriesFile string
+	MaxPods        int
+	// ImageGCHighPercent and ImageGCLowPercent bound the disk usage of the
+	// image store's filesystem: above high, unused images are removed until
+	// usage is below low.
+	ImageGCHighPercent int
+	ImageGCLowPercent  int
+
+	ClusterDNS    net.IP
+	ClusterDomain string
+
+	// NodeStatusReportInterval is how often full node status is written when
+	// nothing changed; the lease is renewed every NodeLeaseRenewInterval.
+	NodeStatusReportInterval time.Duration
+	NodeLeaseRenewInterval   time.Duration
+	// SyncInterval is how often every pod is re-synced even without events.
+	SyncInterval time.Duration
+
+	Debug bool
+}
+
+// DefaultAgent returns an agent configuration with every default filled in.
+func DefaultAgent() Agent {
+	return Agent{
+		DataDir:                  DefaultDataDir,
+		KubeletPort:              DefaultKubeletPort,
+		PodLogDir:                DefaultPodLogDir,
+		CgroupParent:             DefaultCgroupParent,
+		RegistriesFile:           DefaultRegistriesFile,
+		MaxPods:                  DefaultMaxPods,
+		ImageGCHighPercent:       85,
+		ImageGCLowPercent:        80,
+		ClusterDNS:               net.ParseIP(DefaultClusterDNS),
+		ClusterDomain:            DefaultClusterDomain,
+		NodeStatusReportInterval: 5 * time.Minute,
+		NodeLeaseRenewInterval:   10 * time.Second,
+		SyncInterval:             10 * time.Second,
+	}
+}

@@ -249,7 +249,7 @@ func (ca *CA) ensureLeaf(dir string, spec leafSpec) (certFile, keyFile string, c
 			return "", "", nil, nil, fmt.Errorf("write %s key: %w", spec.name, err)
 		}
 	}
-	certPEM, err = ca.signLeaf(key, spec)
+	certPEM, err = ca.signLeaf(key.Public(), spec)
 	if err != nil {
 		return "", "", nil, nil, fmt.Errorf("sign %s certificate: %w", spec.name, err)
 	}
@@ -271,7 +271,7 @@ func (ca *CA) leafIsCurrent(certPEM []byte, key crypto.Signer, spec leafSpec) bo
 		spec.fits(cert)
 }
 
-func (ca *CA) signLeaf(key crypto.Signer, spec leafSpec) ([]byte, error) {
+func (ca *CA) signLeaf(pub crypto.PublicKey, spec leafSpec) ([]byte, error) {
 	serial, err := newSerial()
 	if err != nil {
 		return nil, err
@@ -294,7 +294,7 @@ func (ca *CA) signLeaf(key crypto.Signer, spec leafSpec) ([]byte, error) {
 		DNSNames:              spec.dns,
 		IPAddresses:           spec.ips,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
 	if err != nil {
 		return nil, err
 	}

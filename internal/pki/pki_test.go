@@ -371,3 +371,54 @@ func TestWriteFileAtomicMode(t *testing.T) {
 func pemCert(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
+
+func TestSignCSRDecidesTheSubject(t *testing.T) {
+	ca, err := EnsureCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := NewCSR(key, "system:admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := ca.SignClientCSR(csr, "system:node:n1", []string{"system:nodes"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ParseCertPEM(certPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert.Subject.CommonName != "system:node:n1" || len(cert.Subject.Organization) != 1 || cert.Subject.Organization[0] != "system:nodes" {
+		t.Fatalf("subject %v, want CN=system:node:n1 O=system:nodes", cert.Subject)
+	}
+	if !KeyMatches(cert, key) {
+		t.Fatal("certificate is not for the CSR's key")
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: ca.CertPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatal(err)
+	}
+
+	servingPEM, err := ca.SignServingCSR(csr, "system:node:n1", nil, []string{"n1"}, []net.IP{net.IPv4(192, 0, 2, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving, _ := ParseCertPEM(servingPEM)
+	if serving.VerifyHostname("n1") != nil || serving.VerifyHostname("192.0.2.1") != nil {
+		t.Fatalf("serving certificate SANs %v %v", serving.DNSNames, serving.IPAddresses)
+	}
+
+	// A CSR whose signature does not hold proves nothing about the key.
+	block, _ := pem.Decode(csr)
+	block.Bytes[len(block.Bytes)-1] ^= 0xff
+	if _, err := ca.SignClientCSR(pem.EncodeToMemory(block), "x", nil); err == nil {
+		t.Fatal("a CSR with a broken signature was signed")
+	}
+	if _, err := ca.SignClientCSR([]byte("junk"), "x", nil); err == nil {
+		t.Fatal("junk was signed")
+	}
+}

@@ -34,7 +34,8 @@ type Resource struct {
 	Namespaced               bool
 	ShortNames, Categories   []string
 	// Subresources served besides the main resource: "status", "scale",
-	// "binding", "eviction".
+	// "binding", "eviction", and those proxied to kubelets: pods' "log",
+	// "exec", "attach", "portforward" and nodes' "proxy".
 	Subresources []string
 	// Review marks a create-only resource that is answered, not stored
 	// (SelfSubjectAccessReview, SelfSubjectReview).
@@ -280,7 +281,7 @@ func resources() []*Resource {
 	status := []string{"status"}
 
 	pods := with(core("pods", "Pod", "pod", true, func() runtime.Object { return &corev1.Pod{} }, func() runtime.Object { return &corev1.PodList{} }),
-		[]string{"po"}, all, []string{"status", "binding", "eviction"})
+		[]string{"po"}, all, []string{"status", "binding", "eviction", "log", "exec", "attach", "portforward"})
 	pods.fields = func(obj runtime.Object) fields.Set {
 		p := obj.(*corev1.Pod)
 		return fields.Set{
@@ -295,7 +296,7 @@ func resources() []*Resource {
 		}
 	}
 	nodes := with(core("nodes", "Node", "node", false, func() runtime.Object { return &corev1.Node{} }, func() runtime.Object { return &corev1.NodeList{} }),
-		[]string{"no"}, nil, status)
+		[]string{"no"}, nil, []string{"status", "proxy"})
 	nodes.fields = func(obj runtime.Object) fields.Set {
 		return fields.Set{"spec.unschedulable": fmt.Sprint(obj.(*corev1.Node).Spec.Unschedulable)}
 	}

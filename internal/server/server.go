@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -91,20 +92,22 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	api, err := apiserver.New(apiserver.Config{
-		Registry:      reg,
-		Store:         storage.New(db.Client(), reg.Scheme()),
-		Logger:        s.log,
-		BindAddress:   s.cfg.BindAddress,
-		Port:          s.cfg.HTTPSPort,
-		CertFile:      tlsFiles.servingCert,
-		KeyFile:       tlsFiles.servingKey,
-		ClientCA:      tlsFiles.ca.CertPool(),
-		TokenSecret:   tlsFiles.tokenSecret,
-		ServiceCIDR:   s.cfg.ServiceCIDR,
-		NodePortRange: s.cfg.NodePortRange,
-		AdvertiseIP:   s.advertiseIP(),
-		EventTTL:      s.cfg.EventTTL,
-		Version:       s.version,
+		Registry:          reg,
+		Store:             storage.New(db.Client(), reg.Scheme()),
+		Logger:            s.log,
+		BindAddress:       s.cfg.BindAddress,
+		Port:              s.cfg.HTTPSPort,
+		CertFile:          tlsFiles.servingCert,
+		KeyFile:           tlsFiles.servingKey,
+		ClientCA:          tlsFiles.ca.CertPool(),
+		TokenSecret:       tlsFiles.tokenSecret,
+		CA:                tlsFiles.ca,
+		KubeletClientCert: &tlsFiles.kubeletClient,
+		ServiceCIDR:       s.cfg.ServiceCIDR,
+		NodePortRange:     s.cfg.NodePortRange,
+		AdvertiseIP:       s.advertiseIP(),
+		EventTTL:          s.cfg.EventTTL,
+		Version:           s.version,
 	})
 	if err != nil {
 		return err
@@ -166,6 +169,8 @@ type tlsFiles struct {
 	servingCert, servingKey string
 	tokenSecret             string
 	adminKubeconfig         []byte
+	// kubeletClient is the API server's identity towards kubelets.
+	kubeletClient tls.Certificate
 }
 
 // ensureTLS creates (first start) or loads the CA, the serving and admin
@@ -183,6 +188,14 @@ func (s *Server) ensureTLS(layout config.Layout) (*tlsFiles, error) {
 	adminCert, adminKey, err := ca.EnsureClientCert(layout.TLSDir(), "client-admin", "system:admin", []string{"system:masters"})
 	if err != nil {
 		return nil, fmt.Errorf("admin certificate: %w", err)
+	}
+	kcCert, kcKey, err := ca.EnsureClientCert(layout.TLSDir(), "client-kube-apiserver-kubelet", "kube-apiserver-kubelet-client", []string{"system:masters"})
+	if err != nil {
+		return nil, fmt.Errorf("kubelet client certificate: %w", err)
+	}
+	kubeletClient, err := tls.X509KeyPair(kcCert, kcKey)
+	if err != nil {
+		return nil, fmt.Errorf("kubelet client certificate: %w", err)
 	}
 	token, err := pki.EnsureToken(layout.TokenFile(), ca.CertPEM)
 	if err != nil {
@@ -208,7 +221,7 @@ func (s *Server) ensureTLS(layout config.Layout) (*tlsFiles, error) {
 			return nil, fmt.Errorf("write kubeconfig to %s: %w (use --write-kubeconfig to choose another path)", p, err)
 		}
 	}
-	return &tlsFiles{ca: ca, servingCert: certFile, servingKey: keyFile, tokenSecret: secret, adminKubeconfig: kc}, nil
+	return &tlsFiles{ca: ca, servingCert: certFile, servingKey: keyFile, tokenSecret: secret, adminKubeconfig: kc, kubeletClient: kubeletClient}, nil
 }
 
 // bindIP is the one address the API listens on, or nil when it listens on

@@ -1,0 +1,227 @@
+package apiserver
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"skiff/internal/storage"
+)
+
+// Paths of the join protocol. They live outside /api and /apis because a
+// joining node has no client certificate yet: /cacerts is anonymous (the
+// node checks what it gets against the hash in its token), and node-certs
+// authenticates with the join token itself.
+const (
+	CACertsPath   = "/cacerts"
+	NodeCertsPath = "/v1-skiff/node-certs"
+)
+
+// NodeCertsRequest is the body of POST /v1-skiff/node-certs.
+type NodeCertsRequest struct {
+	NodeName string `json:"nodeName"`
+	// ClientCSR and ServingCSR are PEM certificate requests; only their
+	// public keys are used.
+	ClientCSR  string   `json:"clientCSR"`
+	ServingCSR string   `json:"servingCSR"`
+	Addresses  []string `json:"addresses,omitempty"`
+	Hostnames  []string `json:"hostnames,omitempty"`
+	// NodePassword is a secret the node keeps. The first join of a name
+	// pins the name to it, so another holder of the join token cannot get
+	// certificates for a node that already exists (as k3s does).
+	NodePassword string `json:"nodePassword"`
+}
+
+// NodeCertsResponse is the answer to POST /v1-skiff/node-certs.
+type NodeCertsResponse struct {
+	ClientCert  string `json:"clientCert"`
+	ServingCert string `json:"servingCert"`
+	CA          string `json:"ca"`
+}
+
+// maxJoinBodyBytes bounds an unauthenticated-until-checked body; two CSRs
+// and a few names fit many times over.
+const maxJoinBodyBytes = 256 << 10
+
+func (s *Server) serveCACerts(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.CA == nil {
+		writeError(w, s.log, apierrors.NewNotFound(joinResource(), "cacerts"))
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		writeError(w, s.log, apierrors.NewMethodNotSupported(joinResource(), r.Method))
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, _ = w.Write(s.cfg.CA.CertPEM)
+}
+
+// serveNodeCerts signs a joining node's client and serving certificates.
+// The node's identity comes from the validated request, never from the
+// CSRs, so the token grants node certificates and nothing more.
+func (s *Server) serveNodeCerts(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.CA == nil {
+		writeError(w, s.log, apierrors.NewNotFound(joinResource(), "node-certs"))
+		return
+	}
+	if !s.joinTokenValid(r) {
+		writeError(w, s.log, apierrors.NewUnauthorized("Unauthorized: a valid join token is required (Authorization: Bearer <token>)"))
+		return
+	}
+	if r.Method != http.MethodPost {
+		writeError(w, s.log, apierrors.NewMethodNotSupported(joinResource(), r.Method))
+		return
+	}
+	var req NodeCertsRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJoinBodyBytes))
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, s.log, badRequest("decode node certificate request: %v", err))
+		return
+	}
+	ips, errs := validateNodeCertsRequest(&req)
+	if len(errs) > 0 {
+		writeError(w, s.log, apierrors.NewBadRequest(errs.ToAggregate().Error()))
+		return
+	}
+	if err := s.checkNodePassword(r.Context(), req.NodeName, req.NodePassword); err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	user := "system:node:" + req.NodeName
+	groups := []string{"system:nodes"}
+	clientPEM, err := s.cfg.CA.SignClientCSR([]byte(req.ClientCSR), user, groups)
+	if err != nil {
+		writeError(w, s.log, apierrors.NewBadRequest(field.Invalid(field.NewPath("clientCSR"), "<PEM>", err.Error()).Error()))
+		return
+	}
+	dns := append([]string{req.NodeName, "localhost"}, req.Hostnames...)
+	ips = append(ips, net.IPv4(127, 0, 0, 1))
+	servingPEM, err := s.cfg.CA.SignServingCSR([]byte(req.ServingCSR), user, groups, dns, ips)
+	if err != nil {
+		writeError(w, s.log, apierrors.NewBadRequest(field.Invalid(field.NewPath("servingCSR"), "<PEM>", err.Error()).Error()))
+		return
+	}
+	s.log.Info("signed node certificates", "node", req.NodeName, "addresses", req.Addresses, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, &NodeCertsResponse{
+		ClientCert: string(clientPEM), ServingCert: string(servingPEM), CA: string(s.cfg.CA.CertPEM),
+	})
+}
+
+// joinTokenValid accepts the join token's secret or the whole token
+// ("K10<hash>::server:<secret>") as a bearer token.
+func (s *Server) joinTokenValid(r *http.Request) bool {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || s.cfg.TokenSecret == "" {
+		return false
+	}
+	token = strings.TrimSpace(token)
+	if i := strings.LastIndex(token, ":"); i >= 0 {
+		token = token[i+1:]
+	}
+	return subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.TokenSecret)) == 1
+}
+
+func validateNodeCertsRequest(req *NodeCertsRequest) ([]net.IP, field.ErrorList) {
+	var errs field.ErrorList
+	if req.NodeName == "" {
+		errs = append(errs, field.Required(field.NewPath("nodeName"), "the node's name"))
+	} else {
+		for _, msg := range validation.IsDNS1123Subdomain(req.NodeName) {
+			errs = append(errs, field.Invalid(field.NewPath("nodeName"), req.NodeName, msg))
+		}
+	}
+	for i, h := range req.Hostnames {
+		for _, msg := range validation.IsDNS1123Subdomain(h) {
+			errs = append(errs, field.Invalid(field.NewPath("hostnames").Index(i), h, msg))
+		}
+	}
+	var ips []net.IP
+	for i, a := range req.Addresses {
+		ip := net.ParseIP(a)
+		if ip == nil {
+			errs = append(errs, field.Invalid(field.NewPath("addresses").Index(i), a, "must be an IP address"))
+			continue
+		}
+		ips = append(ips, ip)
+	}
+	if req.NodePassword == "" {
+		errs = append(errs, field.Required(field.NewPath("nodePassword"), "a secret the node keeps"))
+	}
+	if req.ClientCSR == "" {
+		errs = append(errs, field.Required(field.NewPath("clientCSR"), "a PEM certificate request"))
+	}
+	if req.ServingCSR == "" {
+		errs = append(errs, field.Required(field.NewPath("servingCSR"), "a PEM certificate request"))
+	}
+	return ips, errs
+}
+
+// NodePasswordSecret is the name of the Secret in kube-system that pins
+// node to the password of its first join. Deleting it lets another machine
+// take the name.
+func NodePasswordSecret(node string) string { return node + ".node-password.skiff" }
+
+// checkNodePassword stores the hash of a node's password on its first
+// join and checks it on later ones. The create is a compare-and-swap in
+// etcd, so of two machines racing for a new name exactly one wins.
+func (s *Server) checkNodePassword(ctx context.Context, node, password string) error {
+	res, ok := s.reg.Lookup("", "v1", "secrets")
+	if !ok {
+		return errors.New("the registry serves no secrets")
+	}
+	sum := sha256.Sum256([]byte(password))
+	hash := []byte(hex.EncodeToString(sum[:]))
+	name := NodePasswordSecret(node)
+	k := key(res, metav1.NamespaceSystem, name)
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: metav1.NamespaceSystem,
+			UID: types.UID(uuid.NewUUID()), CreationTimestamp: metav1.Now(),
+			Labels: map[string]string{"skiff.io/node": node},
+		},
+		Type: "skiff.io/node-password",
+		Data: map[string][]byte{"hash": hash},
+	}
+	secret.SetGroupVersionKind(res.GVK())
+	res.PrepareForCreate(secret)
+	res.Default(secret)
+	_, err := s.store.Create(ctx, k, secret)
+	if err == nil {
+		s.log.Info("pinned node password", "node", node, "secret", metav1.NamespaceSystem+"/"+name)
+		return nil
+	}
+	if !errors.Is(err, storage.ErrExists) {
+		return fmt.Errorf("store node password of %s: %w", node, err)
+	}
+	obj, err := s.store.Get(ctx, k)
+	if err != nil {
+		return fmt.Errorf("read node password of %s: %w", node, err)
+	}
+	cur, ok := obj.(*corev1.Secret)
+	if !ok || subtle.ConstantTimeCompare(cur.Data["hash"], hash) != 1 {
+		return apierrors.NewForbidden(schema.GroupResource{Resource: "nodes"}, node, fmt.Errorf(
+			"the node name is taken by a machine with another node password; to hand the name to a new machine, delete secret %s/%s", metav1.NamespaceSystem, name))
+	}
+	return nil
+}
+
+// joinResource names the join endpoints in errors.
+func joinResource() schema.GroupResource {
+	return schema.GroupResource{Group: "skiff", Resource: "joins"}
+}

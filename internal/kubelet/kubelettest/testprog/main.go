@@ -1,0 +1,94 @@
+// Command testprog is the program inside skiff's test images: a small
+// static binary whose behaviour each test picks with arguments.
+//
+//	testprog serve ADDR          HTTP server: /healthz is 200 until /fail is requested
+//	testprog exit CODE           print to stdout and stderr, then exit with CODE
+//	testprog streams             one line to stdout, one to stderr, then sleep
+//	testprog alloc MIB           allocate and touch MIB mebibytes, then sleep
+//	testprog sleep SECONDS       sleep, ignoring nothing
+//	testprog ignore-term         ignore SIGTERM and sleep
+//	testprog term-log FILE       on SIGTERM, write "terminated" to FILE and exit 0
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: testprog serve|exit|streams|alloc|sleep|ignore-term|term-log ...")
+		os.Exit(2)
+	}
+	arg := func(i int) string {
+		if len(os.Args) > i {
+			return os.Args[i]
+		}
+		return ""
+	}
+	switch os.Args[1] {
+	case "serve":
+		var failing atomic.Bool
+		http.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+			if failing.Load() {
+				http.Error(w, "failing", http.StatusInternalServerError)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
+		http.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) { failing.Store(true) })
+		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			host, _ := os.Hostname()
+			fmt.Fprintf(w, "hello from %s\n", host)
+		})
+		fmt.Println("serving on", arg(2))
+		if err := http.ListenAndServe(arg(2), nil); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	case "exit":
+		code, _ := strconv.Atoi(arg(2))
+		fmt.Println("to stdout")
+		fmt.Fprintln(os.Stderr, "to stderr")
+		os.Exit(code)
+	case "streams":
+		fmt.Println("out line")
+		fmt.Fprintln(os.Stderr, "err line")
+		time.Sleep(time.Hour)
+	case "alloc":
+		mib, _ := strconv.Atoi(arg(2))
+		var keep [][]byte
+		for i := 0; i < mib; i++ {
+			b := make([]byte, 1<<20)
+			for j := range b {
+				b[j] = byte(j)
+			}
+			keep = append(keep, b)
+		}
+		fmt.Println("allocated", len(keep), "MiB")
+		time.Sleep(time.Hour)
+	case "sleep":
+		s, _ := strconv.Atoi(arg(2))
+		time.Sleep(time.Duration(s) * time.Second)
+	case "ignore-term":
+		signal.Ignore(syscall.SIGTERM)
+		fmt.Println("ignoring SIGTERM")
+		time.Sleep(time.Hour)
+	case "term-log":
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGTERM)
+		fmt.Println("waiting for SIGTERM")
+		<-c
+		_ = os.WriteFile(arg(2), []byte("terminated\n"), 0o644)
+		os.Exit(0)
+	default:
+		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
+		os.Exit(2)
+	}
+}
