@@ -115,7 +115,9 @@ type cluster struct {
 	dir        string
 	kubeconfig string
 	kubectlBin string
+	skiffBin   string
 	home       string
+	args       []string
 
 	cmd     *exec.Cmd
 	logPath string
@@ -127,9 +129,16 @@ type cluster struct {
 	transcript strings.Builder
 }
 
-// startCluster starts `skiff server` (with extra flags, if any) and waits
-// until /readyz answers.
+// startCluster starts `skiff server --disable-agent` (with extra flags, if
+// any) and waits until /readyz answers.
 func startCluster(t *testing.T, extraArgs ...string) *cluster {
+	t.Helper()
+	return startServer(t, append([]string{"--disable-agent"}, extraArgs...)...)
+}
+
+// startServer starts `skiff server` with the given flags on top of free
+// loopback ports and a temp data dir, and waits until /readyz answers.
+func startServer(t *testing.T, extraArgs ...string) *cluster {
 	t.Helper()
 	skiffBin, kubectlBin := binaries(t)
 	dir := t.TempDir()
@@ -137,41 +146,22 @@ func startCluster(t *testing.T, extraArgs ...string) *cluster {
 		dir:        dir,
 		kubeconfig: filepath.Join(dir, "kubeconfig.yaml"),
 		kubectlBin: kubectlBin,
+		skiffBin:   skiffBin,
 		home:       filepath.Join(dir, "home"),
 		logPath:    filepath.Join(dir, "skiff.log"),
-		exited:     make(chan struct{}),
 	}
 	if err := os.MkdirAll(c.home, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	logFile, err := os.Create(c.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"server",
+	c.args = append([]string{"server",
 		"--data-dir", filepath.Join(dir, "data"),
 		"--https-listen-port", fmt.Sprint(servertest.FreePort(t)),
 		"--etcd-client-port", fmt.Sprint(servertest.FreePort(t)),
 		"--etcd-peer-port", fmt.Sprint(servertest.FreePort(t)),
 		"--bind-address", "127.0.0.1",
 		"--write-kubeconfig", c.kubeconfig,
-		"--disable-agent",
-	}
-	args = append(args, extraArgs...)
-	c.cmd = exec.Command(skiffBin, args...)
-	c.cmd.Stdout = logFile
-	c.cmd.Stderr = logFile
-	c.cmd.Env = c.env()
-	if err := c.cmd.Start(); err != nil {
-		logFile.Close()
-		t.Fatalf("start skiff: %v", err)
-	}
-	t.Logf("started skiff %s (pid %d), log in %s", strings.Join(args, " "), c.cmd.Process.Pid, c.logPath)
-	go func() {
-		c.waitErr = c.cmd.Wait()
-		logFile.Close()
-		close(c.exited)
-	}()
+	}, extraArgs...)
+	c.launch(t)
 	t.Cleanup(func() {
 		if !c.stopped {
 			c.stop(t)
@@ -182,6 +172,32 @@ func startCluster(t *testing.T, extraArgs ...string) *cluster {
 	})
 	c.waitReady(t)
 	return c
+}
+
+// launch starts the skiff process with c.args, appending to its log.
+func (c *cluster) launch(t *testing.T) {
+	t.Helper()
+	logFile, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.exited = make(chan struct{})
+	c.stopped = false
+	c.cmd = exec.Command(c.skiffBin, c.args...)
+	c.cmd.Stdout = logFile
+	c.cmd.Stderr = logFile
+	c.cmd.Env = c.env()
+	if err := c.cmd.Start(); err != nil {
+		logFile.Close()
+		t.Fatalf("start skiff: %v", err)
+	}
+	t.Logf("started skiff %s (pid %d), log in %s", strings.Join(c.args, " "), c.cmd.Process.Pid, c.logPath)
+	exited, cmd := c.exited, c.cmd
+	go func() {
+		c.waitErr = cmd.Wait()
+		logFile.Close()
+		close(exited)
+	}()
 }
 
 // env is the environment of skiff and kubectl: the caller's, with HOME

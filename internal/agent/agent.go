@@ -49,7 +49,7 @@ func Run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Lo
 		Logger:    log,
 	})
 	if err != nil {
-		return fmt.Errorf("join %s: %w", cfg.ServerURL, err)
+		return err
 	}
 	caPEM, err := os.ReadFile(joined.CAFile)
 	if err != nil {

@@ -96,6 +96,15 @@ func Join(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	// Host names are case-insensitive but certificate SANs and the server's
+	// validation want them lower case; os.Hostname often is not.
+	var hostnames []string
+	for _, h := range cfg.Hostnames {
+		if h = strings.ToLower(strings.TrimSpace(h)); h != "" && h != cfg.NodeName && !slices.Contains(hostnames, h) {
+			hostnames = append(hostnames, h)
+		}
+	}
+	cfg.Hostnames = hostnames
 	log := cfg.Logger.With("component", "bootstrap")
 	caHash, _, err := pki.ParseToken(cfg.Token)
 	if err != nil {

@@ -27,7 +27,7 @@ func joinConfig(s *servertest.Server, t *testing.T, dir string) bootstrap.Config
 		Token:     s.JoinToken(t),
 		NodeName:  "node-1",
 		Addresses: []net.IP{net.ParseIP("192.0.2.10")},
-		Hostnames: []string{"node-1.example.test"},
+		Hostnames: []string{"Node-1.Example.test", ""},
 		Dir:       dir,
 	}
 }
