@@ -106,6 +106,19 @@ func TestAgentKubectl(t *testing.T) {
 		t.Errorf("kubectl logs web = %q", out)
 	}
 
+	// logs --previous shows the last exited instance of a restarted container.
+	c.mustKubectl(t, "run", "crash", "--image="+image, "--command", "--", "sh", "-c", "echo attempt $(date +%s%N); exit 1")
+	if !waitFor(60*time.Second, func() bool {
+		out, _, _ := c.kubectlQuiet(10*time.Second, "get", "pod", "crash", "-o", "jsonpath={.status.containerStatuses[0].restartCount}")
+		return out != "" && out != "0"
+	}) {
+		t.Errorf("crash pod never restarted")
+	}
+	if out := c.mustKubectl(t, "logs", "crash", "--previous"); !strings.HasPrefix(out, "attempt ") {
+		t.Errorf("kubectl logs --previous = %q", out)
+	}
+	c.mustKubectl(t, "delete", "pod", "crash", "--grace-period=1")
+
 	// logs -f streams lines as they are written.
 	follow := c.kubectlBackground(t, "logs", "-f", "talker")
 	if !waitFor(30*time.Second, func() bool { return strings.Contains(follow.out.String(), "line 6") }) {

@@ -605,6 +605,9 @@ func TestKubelet(t *testing.T) {
 		if p.Status.Phase != corev1.PodPending {
 			t.Errorf("phase %s", p.Status.Phase)
 		}
+		if msg := containerStatus(p, "main").State.Waiting.Message; !strings.Contains(msg, "MANIFEST_UNKNOWN") {
+			t.Errorf("waiting message %q lacks the registry's error", msg)
+		}
 		events, _ := n.client.CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=missing"})
 		found := false
 		for _, e := range events.Items {
@@ -651,6 +654,118 @@ func TestKubelet(t *testing.T) {
 		})
 		n.deletePod("airgap")
 		n.deletePod("never-missing")
+	})
+}
+
+// TestKubeletStaticAndLifecycle covers static pods, hooks and deadlines.
+func TestKubeletStaticAndLifecycle(t *testing.T) {
+	n := startNode(t)
+	ctx := context.Background()
+
+	t.Run("static-pod", func(t *testing.T) {
+		t.Parallel()
+		n := *n
+		n.t = t
+		dir := config.Layout{DataDir: n.dataDir}.PodManifestsDir()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		manifest := fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: static-web
+  namespace: kube-system
+spec:
+  containers:
+  - name: main
+    image: %s
+    command: ["sh", "-c", "echo static; sleep 3600"]
+`, n.image)
+		path := filepath.Join(dir, "web.yaml")
+		if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var mirror *corev1.Pod
+		servertest.Eventually(t, 60*time.Second, "mirror pod Running", func() error {
+			p, err := n.client.CoreV1().Pods("kube-system").Get(ctx, "static-web-node-1", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if p.Status.Phase != corev1.PodRunning {
+				return fmt.Errorf("phase %s: %s", p.Status.Phase, statusSummary(p))
+			}
+			mirror = p
+			return nil
+		})
+		if mirror.Annotations[annotationMirror] == "" || len(mirror.OwnerReferences) != 1 || mirror.OwnerReferences[0].Kind != "Node" {
+			t.Errorf("mirror pod metadata: %v %v", mirror.Annotations, mirror.OwnerReferences)
+		}
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		servertest.Eventually(t, 60*time.Second, "mirror pod and containers gone", func() error {
+			if _, err := n.client.CoreV1().Pods("kube-system").Get(ctx, "static-web-node-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("mirror pod still there (%v)", err)
+			}
+			list, err := n.cfg.Runtime.List(ctx)
+			if err != nil {
+				return err
+			}
+			for _, c := range list {
+				if c.Labels[labelPodName] == "static-web-node-1" {
+					return fmt.Errorf("container %s still there", c.ID)
+				}
+			}
+			return nil
+		})
+	})
+
+	t.Run("hooks-and-graceful-stop", func(t *testing.T) {
+		t.Parallel()
+		n := *n
+		n.t = t
+		hostDir := t.TempDir()
+		n.pod("hooks", func(p *corev1.Pod) {
+			p.Spec.Volumes = []corev1.Volume{{Name: "out", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: hostDir}}}}
+			c := &p.Spec.Containers[0]
+			c.Command = []string{"/testprog", "term-log", "/out/sigterm"}
+			c.VolumeMounts = []corev1.VolumeMount{{Name: "out", MountPath: "/out"}}
+			c.Lifecycle = &corev1.Lifecycle{
+				PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "echo started > /out/poststart"}}},
+				PreStop:   &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "echo stopping > /out/prestop"}}},
+			}
+		})
+		n.waitPod("hooks", 60*time.Second, "Running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+		servertest.Eventually(t, 10*time.Second, "postStart ran", func() error {
+			_, err := os.Stat(filepath.Join(hostDir, "poststart"))
+			return err
+		})
+		n.deletePod("hooks")
+		n.waitGone("hooks", 60*time.Second)
+		for _, f := range []string{"prestop", "sigterm"} {
+			if _, err := os.Stat(filepath.Join(hostDir, f)); err != nil {
+				t.Errorf("%s: %v (preStop runs, then SIGTERM)", f, err)
+			}
+		}
+	})
+
+	t.Run("active-deadline", func(t *testing.T) {
+		t.Parallel()
+		n := *n
+		n.t = t
+		n.pod("deadline", func(p *corev1.Pod) {
+			p.Spec.ActiveDeadlineSeconds = ptr.To(int64(3))
+			p.Spec.RestartPolicy = corev1.RestartPolicyNever
+		})
+		p := n.waitPod("deadline", 60*time.Second, "Failed with DeadlineExceeded", func(p *corev1.Pod) bool {
+			return p.Status.Phase == corev1.PodFailed
+		})
+		if p.Status.Reason != "DeadlineExceeded" {
+			t.Errorf("reason %q, want DeadlineExceeded", p.Status.Reason)
+		}
+		if term := containerStatus(p, "main").State.Terminated; term == nil {
+			t.Errorf("container not terminated: %s", statusSummary(p))
+		}
 	})
 }
 

@@ -188,6 +188,15 @@ func (w *podWorker) restart(ctx context.Context, pod *corev1.Pod, c *corev1.Cont
 func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Container, init bool, attempt int, env podEnv) time.Duration {
 	img, why, retry := w.k.ensureImage(ctx, pod, c)
 	if img == nil {
+		// While backing off, keep telling the user why the last pull failed.
+		if prev := w.waiting[c.Name]; why.Reason == "ImagePullBackOff" {
+			switch prev.Reason {
+			case "ErrImagePull":
+				why.Message += ": ErrImagePull: " + prev.Message
+			case "ImagePullBackOff":
+				why.Message = prev.Message
+			}
+		}
 		w.waiting[c.Name] = why
 		return retry
 	}

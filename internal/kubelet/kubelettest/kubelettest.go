@@ -8,6 +8,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"debug/elf"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -69,30 +70,25 @@ type tarEntry struct {
 	typ        byte
 }
 
-func tarLayer(t testing.TB, entries []tarEntry) v1.Layer {
-	t.Helper()
+func tarLayer(entries []tarEntry) (v1.Layer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
 		h := &tar.Header{Name: e.name, Mode: e.mode, Typeflag: e.typ, Linkname: e.link, Size: int64(len(e.body))}
 		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if len(e.body) > 0 {
 			if _, err := tw.Write(e.body); err != nil {
-				t.Fatal(err)
+				return nil, err
 			}
 		}
 	}
 	if err := tw.Close(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	b := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
 }
 
 var (
@@ -101,9 +97,8 @@ var (
 	testprogErr  error
 )
 
-// testprog builds the test program once per test binary.
-func testprog(t testing.TB) []byte {
-	t.Helper()
+// testprog builds the test program once per process.
+func testprog() ([]byte, error) {
 	testprogOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "testprog")
 		if err != nil {
@@ -121,9 +116,9 @@ func testprog(t testing.TB) []byte {
 		testprogBin, testprogErr = os.ReadFile(out)
 	})
 	if testprogErr != nil {
-		t.Fatalf("build testprog: %v", testprogErr)
+		return nil, fmt.Errorf("build testprog: %w", testprogErr)
 	}
-	return testprogBin
+	return testprogBin, nil
 }
 
 type buildError struct {
@@ -133,18 +128,31 @@ type buildError struct {
 
 func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
 
-// Image returns the test image: busybox (sh and applets in /bin) plus
-// /testprog, with /etc/passwd naming root and nobody (65534), and
-// cmd = ["/testprog", "sleep", "3600"].
+// Image returns the test image (see BuildImage), skipping the test when
+// busybox-static is missing.
 func Image(t testing.TB) v1.Image {
 	t.Helper()
+	if _, err := busyboxPath(); err != nil {
+		t.Skip("needs busybox-static (apt-get install busybox-static) for the test image")
+	}
+	img, err := BuildImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// BuildImage builds the test image: busybox (sh and applets in /bin) plus
+// /testprog, with /etc/passwd naming root and nobody (65534), and
+// cmd = ["/testprog", "sleep", "3600"].
+func BuildImage() (v1.Image, error) {
 	bbPath, err := busyboxPath()
 	if err != nil {
-		t.Skip("needs busybox-static")
+		return nil, fmt.Errorf("a statically linked busybox is needed (apt-get install busybox-static)")
 	}
 	bb, err := os.ReadFile(bbPath)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	base := []tarEntry{
 		{name: "bin/", typ: tar.TypeDir, mode: 0o755},
@@ -158,24 +166,31 @@ func Image(t testing.TB) v1.Image {
 	for _, a := range busyboxApplets {
 		base = append(base, tarEntry{name: "bin/" + a, typ: tar.TypeSymlink, link: "busybox", mode: 0o777})
 	}
-	prog := []tarEntry{{name: "testprog", typ: tar.TypeReg, mode: 0o755, body: testprog(t)}}
-	img, err := mutate.AppendLayers(empty.Image, tarLayer(t, base), tarLayer(t, prog))
+	prog, err := testprog()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
+	}
+	baseLayer, err := tarLayer(base)
+	if err != nil {
+		return nil, err
+	}
+	progLayer, err := tarLayer([]tarEntry{{name: "testprog", typ: tar.TypeReg, mode: 0o755, body: prog}})
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.AppendLayers(empty.Image, baseLayer, progLayer)
+	if err != nil {
+		return nil, err
 	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cfg = cfg.DeepCopy()
 	cfg.OS, cfg.Architecture = "linux", runtimeArch()
 	cfg.Config.Cmd = []string{"/testprog", "sleep", "3600"}
 	cfg.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "IMAGE_VAR=from-image"}
-	img, err = mutate.ConfigFile(img, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
+	return mutate.ConfigFile(img, cfg)
 }
 
 // Registry is an in-process registry on loopback.
@@ -187,23 +202,38 @@ type Registry struct {
 // StartRegistry serves an empty registry until the test ends.
 func StartRegistry(t testing.TB) *Registry {
 	t.Helper()
+	r, stop := NewRegistry()
+	t.Cleanup(stop)
+	return r
+}
+
+// NewRegistry serves an empty registry until stop is called.
+func NewRegistry() (r *Registry, stop func()) {
 	srv := httptest.NewServer(registry.New(registry.Logger(discardLogger())))
-	t.Cleanup(srv.Close)
-	return &Registry{Host: strings.TrimPrefix(srv.URL, "http://")}
+	return &Registry{Host: strings.TrimPrefix(srv.URL, "http://")}, srv.Close
 }
 
 // Push uploads img as repo:tag and returns the full reference.
 func (r *Registry) Push(t testing.TB, repoTag string, img v1.Image) string {
 	t.Helper()
-	ref := r.Host + "/" + repoTag
-	tag, err := name.NewTag(ref, name.Insecure)
+	ref, err := r.Upload(repoTag, img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Write(tag, img); err != nil {
-		t.Fatalf("push %s: %v", ref, err)
-	}
 	return ref
+}
+
+// Upload is Push returning its error.
+func (r *Registry) Upload(repoTag string, img v1.Image) (string, error) {
+	ref := r.Host + "/" + repoTag
+	tag, err := name.NewTag(ref, name.Insecure)
+	if err != nil {
+		return "", err
+	}
+	if err := remote.Write(tag, img); err != nil {
+		return "", fmt.Errorf("push %s: %w", ref, err)
+	}
+	return ref, nil
 }
 
 // SaveTarball writes img as a docker-save tarball tagged ref.
