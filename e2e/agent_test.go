@@ -30,10 +30,12 @@ func startNode(t *testing.T) (*cluster, string) {
 	// server has stopped: it kills what is left of this cluster's
 	// containers and unmounts their mounts.
 	var c *cluster
+	cgroupParent := fmt.Sprintf("/skiff-e2e-%d-%s", os.Getpid(), strings.ToLower(t.Name()))
 	t.Cleanup(func() {
 		if c != nil {
 			c.removeContainers(t)
 		}
+		kubelettest.RemoveCgroups(cgroupParent)
 	})
 	c = startServer(t,
 		"--node-name", "e2e-node",
@@ -41,7 +43,7 @@ func startNode(t *testing.T) (*cluster, string) {
 		"--kubelet-address", "127.0.0.1",
 		"--kubelet-port", fmt.Sprint(servertest.FreePort(t)),
 		"--pod-log-dir", filepath.Join(dir, "pod-logs"),
-		"--cgroup-parent", fmt.Sprintf("/skiff-e2e-%d", os.Getpid()),
+		"--cgroup-parent", cgroupParent,
 	)
 	// Runs before the server stops (cleanups run last-in, first-out):
 	// pods are deleted through the API while it still serves.

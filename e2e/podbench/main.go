@@ -37,10 +37,11 @@ import (
 func main() {
 	pods := flag.Int("pods", 100, "pods to start")
 	parallel := flag.Int("parallel", 10, "concurrent pod creations")
+	qps := flag.Float64("qps", 0, "pod creations per second (0: as fast as -parallel allows, a burst)")
 	skiffBin := flag.String("skiff", "", "skiff binary (default: build it)")
 	keep := flag.Bool("keep", false, "keep the temp dir for inspection")
 	flag.Parse()
-	if err := run(*pods, *parallel, *skiffBin, *keep); err != nil {
+	if err := run(*pods, *parallel, *qps, *skiffBin, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "podbench:", err)
 		os.Exit(1)
 	}
@@ -139,7 +140,7 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	return s[i]
 }
 
-func run(n, parallel int, skiffBin string, keep bool) error {
+func run(n, parallel int, qps float64, skiffBin string, keep bool) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (containers, namespaces, cgroups)")
 	}
@@ -209,6 +210,7 @@ func run(n, parallel int, skiffBin string, keep bool) error {
 	if err != nil {
 		return err
 	}
+	defer kubelettest.RemoveCgroups(cgroupParent)
 	defer agent.stop()
 	if err := poll(60*time.Second, func() error {
 		node, err := client.CoreV1().Nodes().Get(ctx, "bench-node", metav1.GetOptions{})
@@ -225,6 +227,18 @@ func run(n, parallel int, skiffBin string, keep bool) error {
 		return fmt.Errorf("node not ready: %w (log: %s)", err, filepath.Join(dir, "agent.log"))
 	}
 	nodeReady := time.Since(agentStart)
+	// Containers outlive the agent by design: whatever happens, delete the
+	// pods while the agent still runs.
+	defer func() {
+		_ = client.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(1))}, metav1.ListOptions{})
+		_ = poll(2*time.Minute, func() error {
+			l, err := client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{})
+			if err != nil || len(l.Items) > 0 {
+				return errors.New("pods left")
+			}
+			return nil
+		})
+	}()
 
 	pod := func(name string) *corev1.Pod {
 		return &corev1.Pod{
@@ -286,6 +300,9 @@ func run(n, parallel int, skiffBin string, keep bool) error {
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("bench-%03d", i)
+		if qps > 0 {
+			time.Sleep(time.Until(begin.Add(time.Duration(float64(i) / qps * float64(time.Second)))))
+		}
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
@@ -349,7 +366,11 @@ func run(n, parallel int, skiffBin string, keep bool) error {
 	})
 	delTotal := time.Since(delBegin)
 
-	fmt.Printf("\npodbench: %d pods, one node, image cached, %d concurrent creates\n\n", n, parallel)
+	rate := "as fast as possible"
+	if qps > 0 {
+		rate = fmt.Sprintf("%.1f pods/s", qps)
+	}
+	fmt.Printf("\npodbench: %d pods, one node, image cached, created %s (%d concurrent creates)\n\n", n, rate, parallel)
 	fmt.Printf("| measure | value |\n|---|---|\n")
 	fmt.Printf("| agent start → node Ready | %v |\n", nodeReady.Round(time.Millisecond))
 	fmt.Printf("| pod startup (create → Running via watch) p50 | %v |\n", percentile(startup, 0.50).Round(time.Millisecond))

@@ -41,6 +41,9 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	if err := s.ensure(ctx, "", "v1", "services", svc); err != nil {
 		return err
 	}
+	if err := s.ensureDNSService(ctx); err != nil {
+		return err
+	}
 	ip := s.cfg.AdvertiseIP
 	if ip == nil {
 		ip = net.IPv4(127, 0, 0, 1)
@@ -130,4 +133,29 @@ func (s *Server) ensureSpec(ctx context.Context, group, version, resource string
 		return err
 	}
 	return nil
+}
+
+// LabelNodeLocalDNS marks the cluster DNS service: its address is answered
+// by every node's agent itself, so the service proxy leaves it alone.
+const LabelNodeLocalDNS = "skiff.io/node-local-dns"
+
+// ensureDNSService reserves the cluster DNS address as the kube-dns
+// service that Kubernetes users look for; it has no selector and no
+// endpoints.
+func (s *Server) ensureDNSService(ctx context.Context) error {
+	if s.cfg.ClusterDNS == nil {
+		return nil
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: "kube-system",
+			Labels: map[string]string{"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS", LabelNodeLocalDNS: "true"}},
+		Spec: corev1.ServiceSpec{
+			ClusterIP: s.cfg.ClusterDNS.String(),
+			Ports: []corev1.ServicePort{
+				{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromInt32(53)},
+				{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(53)},
+			},
+		},
+	}
+	return s.ensure(ctx, "", "v1", "services", svc)
 }

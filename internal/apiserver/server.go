@@ -52,6 +52,9 @@ type Config struct {
 	NodePortRange config.PortRange
 	// AdvertiseIP is the address in the default/kubernetes endpoints.
 	AdvertiseIP net.IP
+	// ClusterDNS, when set, is reserved for the kube-system/kube-dns service
+	// that every node's agent answers on.
+	ClusterDNS net.IP
 	// Version is skiff's version, reported in /version.
 	Version string
 	// EventTTL is how long events are kept (0: Kubernetes' 1 hour).

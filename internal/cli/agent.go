@@ -30,6 +30,7 @@ func nodeFlags() []cli.Flag {
 		&cli.IntFlag{Name: "max-pods", Value: def.MaxPods, Usage: "pods this node accepts"},
 		&cli.IntFlag{Name: "image-gc-high-threshold", Value: def.ImageGCHighPercent, Usage: "disk usage percent above which unused images are removed"},
 		&cli.IntFlag{Name: "image-gc-low-threshold", Value: def.ImageGCLowPercent, Usage: "disk usage percent image garbage collection brings usage down to"},
+		&cli.StringFlag{Name: "pod-network", Value: def.PodNetwork, Usage: "how pods reach other nodes: vxlan, host-gw (nodes on one L2 segment) or none (loopback only)"},
 	}
 }
 
@@ -44,6 +45,10 @@ func agentCommand() *cli.Command {
 			&cli.StringFlag{Name: "token-file", Usage: "file holding the join token", EnvVars: []string{"SKIFF_TOKEN_FILE"}},
 			&cli.StringFlag{Name: "node-name", Usage: "this node's name (default: the host name)", EnvVars: []string{"SKIFF_NODE_NAME"}},
 			&cli.StringFlag{Name: "node-ip", Usage: "this node's IP (default: the address of the default route's interface)"},
+			&cli.StringFlag{Name: "cluster-cidr", Value: config.DefaultClusterCIDR, Usage: "pod IP range (the server's --cluster-cidr)"},
+			&cli.StringFlag{Name: "service-cidr", Value: config.DefaultServiceCIDR, Usage: "service IP range (the server's --service-cidr)"},
+			&cli.StringFlag{Name: "cluster-dns", Value: config.DefaultClusterDNS, Usage: "cluster DNS address (the server's --cluster-dns)"},
+			&cli.StringFlag{Name: "cluster-domain", Value: config.DefaultClusterDomain, Usage: "cluster DNS domain"},
 		}, nodeFlags()...),
 		Action: runAgent,
 	}
@@ -78,6 +83,23 @@ func agentConfig(c *cli.Context, nodeIP string) (config.Agent, error) {
 	cfg.CgroupParent = c.String("cgroup-parent")
 	cfg.RegistriesFile = c.String("registries-file")
 	cfg.MaxPods = c.Int("max-pods")
+	cfg.PodNetwork = c.String("pod-network")
+	switch cfg.PodNetwork {
+	case "vxlan", "host-gw", "none":
+	default:
+		return cfg, fmt.Errorf("--pod-network %q: want vxlan, host-gw or none", cfg.PodNetwork)
+	}
+	var err error
+	if cfg.ClusterCIDR, err = config.ParseCIDR("cluster-cidr", c.String("cluster-cidr")); err != nil {
+		return cfg, err
+	}
+	if cfg.ServiceCIDR, err = config.ParseCIDR("service-cidr", c.String("service-cidr")); err != nil {
+		return cfg, err
+	}
+	if cfg.ClusterDNS = net.ParseIP(c.String("cluster-dns")); cfg.ClusterDNS == nil {
+		return cfg, fmt.Errorf("--cluster-dns %q: not an IP address", c.String("cluster-dns"))
+	}
+	cfg.ClusterDomain = c.String("cluster-domain")
 	cfg.ImageGCHighPercent = c.Int("image-gc-high-threshold")
 	cfg.ImageGCLowPercent = c.Int("image-gc-low-threshold")
 	if cfg.ImageGCLowPercent > cfg.ImageGCHighPercent || cfg.ImageGCHighPercent > 100 {

@@ -41,6 +41,7 @@ func serverCommand() *cli.Command {
 			&cli.StringFlag{Name: "cluster-cidr", Value: config.DefaultClusterCIDR, Usage: "pod IP range"},
 			&cli.StringFlag{Name: "service-node-port-range", Value: config.DefaultNodePortRange, Usage: "NodePort range"},
 			&cli.StringFlag{Name: "cluster-domain", Value: config.DefaultClusterDomain, Usage: "cluster DNS domain"},
+			&cli.StringFlag{Name: "cluster-dns", Value: config.DefaultClusterDNS, Usage: "cluster DNS address (inside --service-cidr), answered on every node"},
 			&cli.DurationFlag{Name: "event-ttl", Value: def.EventTTL, Usage: "how long events are kept"},
 			&cli.BoolFlag{Name: "disable-agent", Usage: "run the control plane only, no kubelet on this node"},
 			&cli.BoolFlag{Name: "disable-scheduler", Usage: "do not run the scheduler on this server"},
@@ -93,6 +94,9 @@ func serverConfig(c *cli.Context) (config.Server, error) {
 		return cfg, fmt.Errorf("--service-node-port-range: %w", err)
 	}
 	cfg.ClusterDomain = c.String("cluster-domain")
+	if cfg.ClusterDNS = net.ParseIP(c.String("cluster-dns")); cfg.ClusterDNS == nil || !cfg.ServiceCIDR.Contains(cfg.ClusterDNS) {
+		return cfg, fmt.Errorf("--cluster-dns %q: want an IP inside --service-cidr %s", c.String("cluster-dns"), cfg.ServiceCIDR)
+	}
 	cfg.EventTTL = c.Duration("event-ttl")
 	if cfg.EventTTL < 2*time.Second {
 		return cfg, fmt.Errorf("--event-ttl %v: must be at least 2s", cfg.EventTTL)
@@ -137,6 +141,8 @@ func runServer(c *cli.Context) error {
 	}
 	agentCfg.NodeName = cfg.NodeName
 	agentCfg.ControlPlane = true
+	agentCfg.ClusterCIDR, agentCfg.ServiceCIDR = cfg.ClusterCIDR, cfg.ServiceCIDR
+	agentCfg.ClusterDNS, agentCfg.ClusterDomain = cfg.ClusterDNS, cfg.ClusterDomain
 	return runServerWithAgent(ctx, srv, agentCfg, log)
 }
 

@@ -54,6 +54,8 @@ type Server struct {
 	ClusterCIDR   *net.IPNet
 	NodePortRange PortRange
 	ClusterDomain string
+	// ClusterDNS is the cluster DNS service's address, answered on every node.
+	ClusterDNS net.IP
 	// EventTTL is how long events are kept.
 	EventTTL time.Duration
 
@@ -130,6 +132,7 @@ func DefaultServer() Server {
 		ClusterCIDR:             cluster,
 		NodePortRange:           npr,
 		ClusterDomain:           DefaultClusterDomain,
+		ClusterDNS:              net.ParseIP(DefaultClusterDNS),
 		LeaderElectTTL:          10 * time.Second,
 		EventTTL:                time.Hour,
 		Controllers: Controllers{
@@ -188,6 +191,7 @@ const (
 	DefaultCgroupParent   = "/skiff"
 	DefaultRegistriesFile = "/etc/skiff/registries.yaml"
 	DefaultMaxPods        = 110
+	DefaultPodNetwork     = "vxlan"
 )
 
 // Agent is the configuration of the agent (`skiff agent`, or the agent a
@@ -220,6 +224,11 @@ type Agent struct {
 
 	ClusterDNS    net.IP
 	ClusterDomain string
+	ClusterCIDR   *net.IPNet
+	ServiceCIDR   *net.IPNet
+	// PodNetwork is how pods reach other nodes: "vxlan" or "host-gw";
+	// "none" keeps pods on loopback only.
+	PodNetwork string
 
 	// NodeStatusReportInterval is how often full node status is written when
 	// nothing changed; the lease is renewed every NodeLeaseRenewInterval.
@@ -233,7 +242,12 @@ type Agent struct {
 
 // DefaultAgent returns an agent configuration with every default filled in.
 func DefaultAgent() Agent {
+	_, svc, _ := net.ParseCIDR(DefaultServiceCIDR)
+	_, cluster, _ := net.ParseCIDR(DefaultClusterCIDR)
 	return Agent{
+		ClusterCIDR:              cluster,
+		ServiceCIDR:              svc,
+		PodNetwork:               DefaultPodNetwork,
 		DataDir:                  DefaultDataDir,
 		KubeletPort:              DefaultKubeletPort,
 		PodLogDir:                DefaultPodLogDir,

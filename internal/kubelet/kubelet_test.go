@@ -114,6 +114,7 @@ func startNode(t *testing.T) *node {
 			}
 		}
 		store.Close()
+		kubelettest.RemoveCgroups(agent.CgroupParent)
 	})
 	servertest.Eventually(t, 30*time.Second, "node registers Ready", func() error {
 		node, err := n.client.CoreV1().Nodes().Get(context.Background(), "node-1", metav1.GetOptions{})

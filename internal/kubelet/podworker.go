@@ -2,6 +2,7 @@ package kubelet
 
 import (
 	"context"
+	"net"
 	"sort"
 	"strconv"
 	"sync"
@@ -51,6 +52,7 @@ type podWorker struct {
 	liveFail map[string]string // container name → liveness failure being acted on
 	written  *corev1.PodStatus // status last written to the API
 	deadline bool              // activeDeadlineSeconds exceeded
+	podIP    net.IP            // the pod's address on the pod network
 }
 
 // reason is a container's waiting reason and message, as kubectl shows it.
@@ -111,8 +113,14 @@ func (w *podWorker) snapshot() (*corev1.Pod, bool) {
 	return w.pod.DeepCopy(), w.removed
 }
 
-// run syncs the pod until it has been torn down or ctx ends.
+// run syncs the pod until it has been torn down or ctx ends. The worker is
+// started before it is handed its pod: the first update or gone kicks it.
 func (w *podWorker) run(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-w.kickc:
+	}
 	for {
 		next, done := w.sync(ctx)
 		if done || ctx.Err() != nil {

@@ -107,6 +107,7 @@ func (s *Server) Run(ctx context.Context) error {
 		NodePortRange:     s.cfg.NodePortRange,
 		AdvertiseIP:       s.advertiseIP(),
 		EventTTL:          s.cfg.EventTTL,
+		ClusterDNS:        s.cfg.ClusterDNS,
 		Version:           s.version,
 	})
 	if err != nil {
