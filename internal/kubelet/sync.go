@@ -113,7 +113,9 @@ func (w *podWorker) reconcile(ctx context.Context, pod *corev1.Pod, inst instanc
 		}
 	}
 	for _, name := range notStarted(pod, inst) {
-		w.waiting[name] = reason{"ContainerCreating", ""}
+		if _, ok := w.waiting[name]; !ok {
+			w.waiting[name] = reason{"ContainerCreating", ""}
+		}
 	}
 
 	var next time.Duration
