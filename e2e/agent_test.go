@@ -44,6 +44,9 @@ func startNode(t *testing.T) (*cluster, string) {
 		"--kubelet-port", fmt.Sprint(servertest.FreePort(t)),
 		"--pod-log-dir", filepath.Join(dir, "pod-logs"),
 		"--cgroup-parent", cgroupParent,
+		// These tests run in the machine's own network namespace: pods stay
+		// on loopback (network_test.go covers the pod network in namespaces).
+		"--pod-network", "none",
 	)
 	// Runs before the server stops (cleanups run last-in, first-out):
 	// pods are deleted through the API while it still serves.

@@ -53,7 +53,7 @@ var (
 
 // binaries builds skiff and kubectl once and returns their paths. It skips
 // the test when the go tool is missing.
-func binaries(t *testing.T) (skiff, kubectl string) {
+func binaries(t testing.TB) (skiff, kubectl string) {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {

@@ -206,7 +206,10 @@ func run(n, parallel int, qps float64, skiffBin string, keep bool) error {
 		"--server", fmt.Sprintf("https://127.0.0.1:%d", apiPort), "--token", strings.TrimSpace(string(token)),
 		"--data-dir", agentDir, "--node-name", "bench-node", "--node-ip", "127.0.0.1",
 		"--kubelet-address", "127.0.0.1", "--kubelet-port", fmt.Sprint(freePort()),
-		"--pod-log-dir", filepath.Join(dir, "pod-logs"), "--cgroup-parent", cgroupParent)
+		"--pod-log-dir", filepath.Join(dir, "pod-logs"), "--cgroup-parent", cgroupParent,
+		// Loopback-only pods: the benchmark runs in the machine's own network
+		// namespace and leaves its network alone.
+		"--pod-network", "none")
 	if err != nil {
 		return err
 	}

@@ -11,14 +11,24 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
 	"skiff/internal/config"
+	"skiff/internal/dns"
 	"skiff/internal/kubelet"
 	"skiff/internal/kubelet/bootstrap"
 	"skiff/internal/kubelet/images"
+	"skiff/internal/kubelet/network"
 	"skiff/internal/kubelet/runtime"
+	"skiff/internal/proxy"
 )
 
 // Run joins the cluster and runs the node's pods until ctx ends.
@@ -39,7 +49,7 @@ func Run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Lo
 	}
 	layout := config.Layout{DataDir: cfg.DataDir}
 	hostname, _ := os.Hostname()
-	joined, err := bootstrap.Join(ctx, bootstrap.Config{
+	joined, err := join(ctx, bootstrap.Config{
 		ServerURL: cfg.ServerURL,
 		Token:     cfg.Token,
 		NodeName:  cfg.NodeName,
@@ -47,7 +57,7 @@ func Run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Lo
 		Hostnames: []string{hostname},
 		Dir:       layout.AgentDir(),
 		Logger:    log,
-	})
+	}, log)
 	if err != nil {
 		return err
 	}
@@ -81,6 +91,15 @@ func Run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Lo
 	if err != nil {
 		return err
 	}
+	var networkFactory kubelet.NetworkFactory
+	if cfg.PodNetwork != "none" {
+		networkFactory = podNetwork(ctx, cfg, joined.RESTConfig, log)
+	}
+	services, err := startServices(ctx, cfg, joined.RESTConfig, log)
+	if err != nil {
+		return err
+	}
+	defer services.Wait()
 	k, err := kubelet.New(kubelet.Config{
 		Agent:           cfg,
 		RESTConfig:      joined.RESTConfig,
@@ -91,9 +110,138 @@ func Run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Lo
 		ServingCertFile: joined.ServingCertFile,
 		ServingKeyFile:  joined.ServingKeyFile,
 		ClientCA:        clientCA,
+		Network:         networkFactory,
 	})
 	if err != nil {
 		return err
 	}
 	return k.Run(ctx)
+}
+
+// podNetwork returns the kubelet's factory for the node's pod network: it
+// is built once the server assigned the node a podCIDR, and runs until ctx
+// ends.
+func podNetwork(ctx context.Context, cfg config.Agent, rc *rest.Config, log *slog.Logger) kubelet.NetworkFactory {
+	return func(runCtx context.Context, node *corev1.Node) (*network.Network, error) {
+		_, podCIDR, err := net.ParseCIDR(node.Spec.PodCIDR)
+		if err != nil {
+			return nil, fmt.Errorf("node %s podCIDR %q: %w", node.Name, node.Spec.PodCIDR, err)
+		}
+		client, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return nil, err
+		}
+		n, err := network.New(network.Config{
+			StateFile:   filepath.Join(config.Layout{DataDir: cfg.DataDir}.AgentDir(), "network.db"),
+			NodeName:    cfg.NodeName,
+			NodeIP:      cfg.NodeIP,
+			PodCIDR:     podCIDR,
+			ClusterCIDR: cfg.ClusterCIDR,
+			ServiceCIDR: cfg.ServiceCIDR,
+			Mode:        network.Mode(cfg.PodNetwork),
+			Client:      client,
+			Logger:      log.With("component", "network"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- n.Run(runCtx) }()
+		select {
+		case <-n.Ready():
+			go func() {
+				if err := <-errc; err != nil && runCtx.Err() == nil {
+					log.Error("pod network stopped", "err", err)
+				}
+			}()
+			return n, nil
+		case err := <-errc:
+			return nil, fmt.Errorf("pod network: %w", err)
+		case <-runCtx.Done():
+			return nil, runCtx.Err()
+		}
+	}
+}
+
+// startServices starts the node's service proxy and cluster DNS, which
+// only need the API. The returned group ends when ctx does.
+func startServices(ctx context.Context, cfg config.Agent, rc *rest.Config, log *slog.Logger) (*sync.WaitGroup, error) {
+	var wg sync.WaitGroup
+	if cfg.PodNetwork == "none" {
+		return &wg, nil
+	}
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	proxier, err := proxy.New(proxy.Config{
+		Client:      client,
+		NodeName:    cfg.NodeName,
+		NodeIPs:     []net.IP{cfg.NodeIP},
+		ClusterCIDR: cfg.ClusterCIDR,
+		Logger:      log.With("component", "proxy"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureDNSAddress(cfg.ClusterDNS); err != nil {
+		return nil, fmt.Errorf("cluster DNS address %s: %w", cfg.ClusterDNS, err)
+	}
+	resolver, err := dns.New(dns.Config{
+		Client: client,
+		Domain: cfg.ClusterDomain,
+		Listen: []string{net.JoinHostPort(cfg.ClusterDNS.String(), "53")},
+		Logger: log.With("component", "dns"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				log.Error(name+" stopped", "err", err)
+			}
+		}()
+	}
+	run("service proxy", proxier.Run)
+	run("cluster DNS", resolver.Run)
+	return &wg, nil
+}
+
+// ensureDNSAddress puts the cluster DNS address on the node's loopback
+// device: it is then local on every node (no dummy-interface kernel module
+// needed), and pods reach the node's own DNS server through their gateway.
+func ensureDNSAddress(ip net.IP) error {
+	link, err := netlink.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(32, 32)}}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("address %s on lo: %w", ip, err)
+	}
+	return nil
+}
+
+// join joins the cluster, waiting for a server that is not up yet (a
+// rebooted cluster's agents often start first); a wrong token or CA fails
+// at once.
+func join(ctx context.Context, cfg bootstrap.Config, log *slog.Logger) (*bootstrap.Result, error) {
+	delay := time.Second
+	for {
+		res, err := bootstrap.Join(ctx, cfg)
+		var netErr net.Error
+		if err == nil || !errors.As(err, &netErr) || ctx.Err() != nil {
+			return res, err
+		}
+		log.Warn("cannot reach the server yet; retrying", "server", cfg.ServerURL, "err", err, "retry", delay)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 15*time.Second)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,6 +23,7 @@ type podEnv struct {
 	pod     *corev1.Pod
 	sandbox *runtime.Sandbox
 	volumes map[string]volumes.Volume
+	podIP   net.IP
 }
 
 // CFS period and the cpu-shares conversion Kubernetes uses.
@@ -117,6 +119,11 @@ func (k *Kubelet) containerSpec(ctx context.Context, env podEnv, c *corev1.Conta
 		}
 	}
 	spec.Resources = containerResources(c)
+	dnsMounts, err := k.dnsMounts(pod, env.podIP)
+	if err != nil {
+		return runtime.ContainerSpec{}, fmt.Errorf("write the pod's resolv.conf and hosts: %w", err)
+	}
+	mounts = append(mounts, dnsMountsToVolumes(dnsMounts, mounts)...)
 	for _, m := range mounts {
 		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: m.Source, Destination: m.Destination, ReadOnly: m.ReadOnly})
 	}
@@ -294,4 +301,22 @@ func lookupPasswdUID(layers []string, uid uint32) (uint32, uint32, bool) {
 		}
 	}
 	return 0, 0, false
+}
+
+// dnsMountsToVolumes keeps a container's own mounts of /etc/hosts or
+// /etc/resolv.conf (from its volumes) over the generated ones.
+func dnsMountsToVolumes(generated []runtime.Mount, own []volumes.Mount) []volumes.Mount {
+	var out []volumes.Mount
+	for _, g := range generated {
+		taken := false
+		for _, m := range own {
+			if filepath.Clean(m.Destination) == g.Destination {
+				taken = true
+			}
+		}
+		if !taken {
+			out = append(out, volumes.Mount{Source: g.Source, Destination: g.Destination, ReadOnly: g.ReadOnly})
+		}
+	}
+	return out
 }

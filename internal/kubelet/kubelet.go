@@ -33,6 +33,7 @@ import (
 
 	"skiff/internal/config"
 	"skiff/internal/kubelet/images"
+	"skiff/internal/kubelet/network"
 	"skiff/internal/kubelet/probes"
 	"skiff/internal/kubelet/runtime"
 	kubeletserver "skiff/internal/kubelet/server"
@@ -53,6 +54,10 @@ type Config struct {
 	// clients with certificates from ClientCA (the API server's) may call it.
 	ServingCertFile, ServingKeyFile string
 	ClientCA                        *x509.CertPool
+
+	// Network builds the pod network once the node has a podCIDR. Without
+	// it pods keep only loopback (and the host's network if they ask).
+	Network NetworkFactory
 }
 
 // Kubelet is a running node agent.
@@ -74,6 +79,10 @@ type Kubelet struct {
 	services corelisters.ServiceLister
 	backoff  *backoff
 
+	// net is the pod network, set once before netReady is closed.
+	net      *network.Network
+	netReady chan struct{}
+
 	// lastStatus is the node status last written; only runNodeStatus
 	// touches it after registration.
 	lastStatus   corev1.NodeStatus
@@ -94,7 +103,13 @@ func New(cfg Config) (*Kubelet, error) {
 	if cfg.Agent.NodeName == "" {
 		return nil, errors.New("kubelet: node name is required")
 	}
-	client, err := kubernetes.NewForConfig(cfg.RESTConfig)
+	// The kubelet's own defaults (kubeAPIQPS 50, burst 100): client-go's
+	// 5 QPS would queue a busy node's status writes for many seconds.
+	rc := rest.CopyConfig(cfg.RESTConfig)
+	if rc.QPS == 0 {
+		rc.QPS, rc.Burst = 50, 100
+	}
+	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubelet client: %w", err)
 	}
@@ -124,6 +139,7 @@ func New(cfg Config) (*Kubelet, error) {
 		hostname: hostname,
 		backoff:  newBackoff(),
 		workers:  map[types.UID]*podWorker{},
+		netReady: make(chan struct{}),
 	}
 	k.volumes = volumes.New(volumes.Config{
 		Root: layout.PodsDir(), Client: client, NodeName: k.nodeName, Logger: k.log,
@@ -154,6 +170,10 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	}
 	k.wg.Add(1)
 	go func() { defer k.wg.Done(); k.runNodeStatus(ctx) }()
+	if k.cfg.Network != nil {
+		k.wg.Add(1)
+		go func() { defer k.wg.Done(); k.startNetwork(ctx) }()
+	}
 
 	podInformers := informers.NewSharedInformerFactoryWithOptions(k.client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {

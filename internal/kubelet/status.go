@@ -128,10 +128,14 @@ func (w *podWorker) podStatus(pod *corev1.Pod, inst instances) corev1.PodStatus 
 		now := metav1.Now()
 		st.StartTime = &now
 	}
-	if pod.Spec.HostNetwork {
+	switch {
+	case pod.Spec.HostNetwork:
 		st.PodIP = w.k.nodeIP.String()
 		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}
-	} else if old.PodIP != "" {
+	case w.podIP != nil:
+		st.PodIP = w.podIP.String()
+		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}
+	case old.PodIP != "":
 		st.PodIP, st.PodIPs = old.PodIP, old.PodIPs
 	}
 	for i := range pod.Spec.InitContainers {

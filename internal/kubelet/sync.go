@@ -84,6 +84,19 @@ func (w *podWorker) reconcile(ctx context.Context, pod *corev1.Pod, inst instanc
 		w.setWaitingAll(pod, reason{"ContainerCreating", ""})
 		return 5 * time.Second
 	}
+	if ok, err := w.connectPod(ctx, pod, sb); err != nil || !ok {
+		if err != nil {
+			w.k.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
+		}
+		w.setWaitingAll(pod, reason{"ContainerCreating", ""})
+		return time.Second
+	}
+	if w.podIP != nil && pod.Status.PodIP == "" {
+		// Known before the API hears of it: env fieldRefs and the
+		// downward API see it from the first container on.
+		pod.Status.PodIP = w.podIP.String()
+		pod.Status.PodIPs = []corev1.PodIP{{IP: pod.Status.PodIP}}
+	}
 	vols, err := w.k.volumes.SetUp(ctx, pod)
 	if err != nil {
 		w.k.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedMount", "MountVolume.SetUp failed: %v", err)
@@ -93,7 +106,7 @@ func (w *podWorker) reconcile(ctx context.Context, pod *corev1.Pod, inst instanc
 	if err := w.k.volumes.Refresh(ctx, pod); err != nil {
 		w.k.log.Debug("refresh volumes failed", "pod", podRef(pod, w.uid), "err", err)
 	}
-	env := podEnv{pod: pod, sandbox: sb, volumes: vols}
+	env := podEnv{pod: pod, sandbox: sb, volumes: vols, podIP: w.podIP}
 
 	// Init containers run one at a time, in order, each to success.
 	for i := range pod.Spec.InitContainers {
@@ -365,6 +378,7 @@ func (w *podWorker) teardown(ctx context.Context, pod *corev1.Pod, inst instance
 			}
 		}
 	}
+	w.disconnectPod(ctx)
 	if err := w.k.rt.RemoveSandbox(ctx, string(w.uid)); err != nil {
 		w.k.log.Warn("remove pod sandbox failed", "pod", w.uid, "err", err)
 	}

@@ -28,7 +28,7 @@ import (
 )
 
 // busyboxApplets are linked to /bin/busybox in the image.
-var busyboxApplets = []string{"sh", "echo", "cat", "ls", "sleep", "id", "hostname", "true", "false", "touch", "mkdir", "rm", "env", "nc", "wget", "httpd", "ps", "kill", "head", "tail", "grep", "printf", "test", "date", "whoami", "stat", "mount", "df", "dd", "seq", "tee", "wc"}
+var busyboxApplets = []string{"sh", "echo", "cat", "ls", "sleep", "id", "hostname", "true", "false", "touch", "mkdir", "rm", "env", "nc", "wget", "httpd", "ps", "kill", "head", "tail", "grep", "printf", "test", "date", "whoami", "stat", "mount", "df", "dd", "seq", "tee", "wc", "nslookup", "ping", "timeout", "ip", "ifconfig", "route"}
 
 // RequireRoot skips the test unless it runs as root with busybox-static.
 func RequireRoot(t testing.TB) {
@@ -247,3 +247,6 @@ func SaveTarball(t testing.TB, path, ref string, img v1.Image) {
 		t.Fatal(err)
 	}
 }
+
+// TestprogBinary returns the test program, built for this machine.
+func TestprogBinary() ([]byte, error) { return testprog() }

@@ -8,10 +8,14 @@
 //	testprog sleep SECONDS       sleep, ignoring nothing
 //	testprog ignore-term         ignore SIGTERM and sleep
 //	testprog term-log FILE       on SIGTERM, write "terminated" to FILE and exit 0
+//	testprog sink ADDR           accept TCP connections and discard what they send
+//	testprog blast ADDR SECONDS  send to ADDR as fast as possible, print MB/s
 package main
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -87,6 +91,40 @@ func main() {
 		<-c
 		_ = os.WriteFile(arg(2), []byte("terminated\n"), 0o644)
 		os.Exit(0)
+	case "sink":
+		l, err := net.Listen("tcp", arg(2))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println("sinking on", arg(2))
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				os.Exit(1)
+			}
+			go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
+		}
+	case "blast":
+		secs, _ := strconv.Atoi(arg(3))
+		c, err := net.Dial("tcp", arg(2))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		buf := make([]byte, 128<<10)
+		start := time.Now()
+		var sent int64
+		for time.Since(start) < time.Duration(secs)*time.Second {
+			n, err := c.Write(buf)
+			sent += int64(n)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+		}
+		c.Close()
+		fmt.Printf("MB/s: %.1f\n", float64(sent)/time.Since(start).Seconds()/1e6)
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
 		os.Exit(2)
