@@ -129,9 +129,14 @@ func runAgent(c *cli.Context) error {
 	if cfg.Token == "" {
 		return fmt.Errorf("--token is required: run `skiff token` on the server to print it")
 	}
+	if err := preflight(true, cfg.PodNetwork, cfg.DataDir); err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return agent.Run(ctx, cfg, kubeletVersion(), newLogger(c))
+	log := newLogger(c)
+	cfg.OnRegistered = func() { notifyReady(ctx, nil, log) }
+	return agent.Run(ctx, cfg, kubeletVersion(), log)
 }
 
 // kubeletVersion is what nodes report, e.g. v1.37.2+skiff-0.1.0.

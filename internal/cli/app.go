@@ -29,6 +29,7 @@ func NewApp() *cli.App {
 			serverCommand(),
 			agentCommand(),
 			imagesCommand(),
+			checkCommand(),
 			kubeconfigCommand(),
 			tokenCommand(),
 			versionCommand(),

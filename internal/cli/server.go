@@ -129,6 +129,10 @@ func runServer(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if cfg.DisableAgent {
+		if err := preflight(false, "", cfg.DataDir); err != nil {
+			return err
+		}
+		go notifyReady(ctx, srv.Ready(), log)
 		return srv.Run(ctx)
 	}
 	nodeIP := ""
@@ -143,6 +147,10 @@ func runServer(c *cli.Context) error {
 	agentCfg.ControlPlane = true
 	agentCfg.ClusterCIDR, agentCfg.ServiceCIDR = cfg.ClusterCIDR, cfg.ServiceCIDR
 	agentCfg.ClusterDNS, agentCfg.ClusterDomain = cfg.ClusterDNS, cfg.ClusterDomain
+	if err := preflight(true, agentCfg.PodNetwork, cfg.DataDir); err != nil {
+		return err
+	}
+	go notifyReady(ctx, srv.Ready(), log)
 	return runServerWithAgent(ctx, srv, agentCfg, log)
 }
 

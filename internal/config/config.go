@@ -236,6 +236,9 @@ type Agent struct {
 	NodeLeaseRenewInterval   time.Duration
 	// SyncInterval is how often every pod is re-synced even without events.
 	SyncInterval time.Duration
+	// OnRegistered, when set, is called once the node is registered (the
+	// CLI tells systemd the agent is ready).
+	OnRegistered func()
 
 	Debug bool
 }

@@ -168,6 +168,9 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	if err := k.waitRegistered(ctx); err != nil {
 		return err
 	}
+	if k.cfg.Agent.OnRegistered != nil {
+		k.cfg.Agent.OnRegistered()
+	}
 	k.wg.Add(1)
 	go func() { defer k.wg.Done(); k.runNodeStatus(ctx) }()
 	if k.cfg.Network != nil {
