@@ -3,8 +3,8 @@ package cli
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/coreos/go-systemd/v22/daemon"
