@@ -38,10 +38,11 @@ func main() {
 	pods := flag.Int("pods", 100, "pods to start")
 	parallel := flag.Int("parallel", 10, "concurrent pod creations")
 	qps := flag.Float64("qps", 0, "pod creations per second (0: as fast as -parallel allows, a burst)")
+	podNetwork := flag.String("pod-network", "none", "the agent's --pod-network; anything but none changes the network namespace podbench runs in, so run it in a fresh one: ip netns add pb; ip netns exec pb ip link set lo up; nsenter --net=/run/netns/pb go run ./e2e/podbench -pod-network host-gw")
 	skiffBin := flag.String("skiff", "", "skiff binary (default: build it)")
 	keep := flag.Bool("keep", false, "keep the temp dir for inspection")
 	flag.Parse()
-	if err := run(*pods, *parallel, *qps, *skiffBin, *keep); err != nil {
+	if err := run(*pods, *parallel, *qps, *podNetwork, *skiffBin, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "podbench:", err)
 		os.Exit(1)
 	}
@@ -140,7 +141,7 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	return s[i]
 }
 
-func run(n, parallel int, qps float64, skiffBin string, keep bool) error {
+func run(n, parallel int, qps float64, podNetwork, skiffBin string, keep bool) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (containers, namespaces, cgroups)")
 	}
@@ -207,9 +208,7 @@ func run(n, parallel int, qps float64, skiffBin string, keep bool) error {
 		"--data-dir", agentDir, "--node-name", "bench-node", "--node-ip", "127.0.0.1",
 		"--kubelet-address", "127.0.0.1", "--kubelet-port", fmt.Sprint(freePort()),
 		"--pod-log-dir", filepath.Join(dir, "pod-logs"), "--cgroup-parent", cgroupParent,
-		// Loopback-only pods: the benchmark runs in the machine's own network
-		// namespace and leaves its network alone.
-		"--pod-network", "none")
+		"--pod-network", podNetwork)
 	if err != nil {
 		return err
 	}
@@ -373,7 +372,7 @@ func run(n, parallel int, qps float64, skiffBin string, keep bool) error {
 	if qps > 0 {
 		rate = fmt.Sprintf("%.1f pods/s", qps)
 	}
-	fmt.Printf("\npodbench: %d pods, one node, image cached, created %s (%d concurrent creates)\n\n", n, rate, parallel)
+	fmt.Printf("\npodbench: %d pods, one node, image cached, created %s (%d concurrent creates), pod network %s\n\n", n, rate, parallel, podNetwork)
 	fmt.Printf("| measure | value |\n|---|---|\n")
 	fmt.Printf("| agent start → node Ready | %v |\n", nodeReady.Round(time.Millisecond))
 	fmt.Printf("| pod startup (create → Running via watch) p50 | %v |\n", percentile(startup, 0.50).Round(time.Millisecond))
