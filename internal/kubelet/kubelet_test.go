@@ -341,6 +341,11 @@ func TestKubelet(t *testing.T) {
 
 		n.deletePod("web")
 		n.waitGone("web", 60*time.Second)
+		// Everything is released before the pod leaves the API.
+		sandbox := filepath.Join(config.Layout{DataDir: n.dataDir}.ContainersDir(), "sandboxes", string(p.UID))
+		if _, err := os.Stat(sandbox); !os.IsNotExist(err) {
+			t.Errorf("sandbox %s still there once the pod is gone (%v)", sandbox, err)
+		}
 		servertest.Eventually(t, 30*time.Second, "containers removed", func() error {
 			list, err := n.cfg.Runtime.List(ctx)
 			if err != nil {

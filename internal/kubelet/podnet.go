@@ -80,6 +80,17 @@ func (w *podWorker) connectPod(ctx context.Context, pod *corev1.Pod, sb *runtime
 }
 
 func (w *podWorker) disconnectPod(ctx context.Context) {
+	if w.k.cfg.Network == nil {
+		return
+	}
+	// A pod torn down right after an agent restart may come before the
+	// network is back; its address is freed once it is.
+	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	select {
+	case <-w.k.netReady:
+	case <-wait.Done():
+	}
 	if n := w.k.podNetwork(); n != nil {
 		if err := n.Teardown(ctx, string(w.uid)); err != nil {
 			w.k.log.Warn("disconnect pod from the pod network failed", "pod", w.uid, "err", err)

@@ -67,3 +67,18 @@ func (s *stateDB) pod(uid types.UID) (*corev1.Pod, bool) {
 	})
 	return p, p != nil
 }
+
+// pods lists every pod recorded on this node.
+func (s *stateDB) pods() []*corev1.Pod {
+	var out []*corev1.Pod
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(podsBucket).ForEach(func(_, v []byte) error {
+			var pod corev1.Pod
+			if json.Unmarshal(v, &pod) == nil {
+				out = append(out, &pod)
+			}
+			return nil
+		})
+	})
+	return out
+}

@@ -206,9 +206,17 @@ func (k *Kubelet) adoptOrphans(ctx context.Context, lister corelisters.PodLister
 	for _, p := range pods {
 		inAPI[p.UID] = true
 	}
-	seen := map[types.UID]bool{}
+	// Pods known from their containers or from local state (a pod whose
+	// containers are gone may still hold a sandbox, an address, volumes).
+	var uids []types.UID
 	for _, c := range all {
-		uid := types.UID(c.Labels[labelPodUID])
+		uids = append(uids, types.UID(c.Labels[labelPodUID]))
+	}
+	for _, p := range k.state.pods() {
+		uids = append(uids, p.UID)
+	}
+	seen := map[types.UID]bool{}
+	for _, uid := range uids {
 		if uid == "" || inAPI[uid] || seen[uid] {
 			continue
 		}
@@ -216,7 +224,7 @@ func (k *Kubelet) adoptOrphans(ctx context.Context, lister corelisters.PodLister
 		if p, ok := k.state.pod(uid); ok && p.Annotations[annotationSource] == "file" {
 			continue
 		}
-		k.log.Info("removing containers of a pod deleted while the agent was away", "pod", uid)
+		k.log.Info("cleaning up a pod deleted while the agent was away", "pod", uid)
 		k.workerFor(uid, false).gone()
 	}
 }

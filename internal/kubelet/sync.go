@@ -37,8 +37,12 @@ func (w *podWorker) sync(ctx context.Context) (time.Duration, bool) {
 	}
 	if pod.DeletionTimestamp != nil {
 		w.terminate(ctx, pod, inst)
-		inst, _ = w.instances(ctx)
-		w.writeStatus(ctx, pod, inst)
+		if inst, _ = w.instances(ctx); len(inst) > 0 {
+			w.writeStatus(ctx, pod, inst)
+		}
+		// Release the node's resources before the pod leaves the API, so
+		// that nothing is left behind if the agent stops right after.
+		w.release(ctx, pod, inst)
 		w.finishDeletion(ctx, pod)
 		// The API's DELETE event (or, for static pods, the manifest's
 		// removal) ends the worker through teardown.
@@ -369,6 +373,15 @@ func (w *podWorker) teardown(ctx context.Context, pod *corev1.Pod, inst instance
 	if pod == nil {
 		pod, _ = w.k.state.pod(w.uid)
 	}
+	w.release(ctx, pod, inst)
+	w.k.backoff.forgetPrefix(string(w.uid) + "/")
+	_ = w.k.state.deletePod(w.uid)
+	w.k.log.Debug("pod torn down", "pod", podRef(pod, w.uid))
+}
+
+// release stops and removes the pod's containers, and frees its sandbox,
+// address and volumes. Idempotent.
+func (w *podWorker) release(ctx context.Context, pod *corev1.Pod, inst instances) {
 	w.stopAll(ctx, pod, inst, 0)
 	w.stopProbes()
 	for _, list := range inst {
@@ -385,9 +398,6 @@ func (w *podWorker) teardown(ctx context.Context, pod *corev1.Pod, inst instance
 	if err := w.k.volumes.TearDown(ctx, string(w.uid)); err != nil {
 		w.k.log.Warn("tear down pod volumes failed", "pod", w.uid, "err", err)
 	}
-	w.k.backoff.forgetPrefix(string(w.uid) + "/")
-	_ = w.k.state.deletePod(w.uid)
-	w.k.log.Debug("pod torn down", "pod", podRef(pod, w.uid))
 }
 
 func gracePeriod(pod *corev1.Pod) time.Duration {
