@@ -247,6 +247,11 @@ func (n *Network) uplinkMTU() (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("uplink of %s: %w", n.cfg.NodeIP, err)
 		}
+		if l.Attrs().Flags&net.FlagLoopback != 0 {
+			// A node on loopback (a single-node setup): loopback's 64 KiB
+			// MTU is more than a bridge takes.
+			return defaultUplinkMTU, nil
+		}
 		return l.Attrs().MTU, nil
 	}
 	n.log.Warn("node IP is on no interface; assuming MTU 1500", "nodeIP", n.cfg.NodeIP)
