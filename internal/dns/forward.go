@@ -220,30 +220,35 @@ func exchangeOne(ctx context.Context, req *dns.Msg, upstream, network string) (*
 }
 
 // defaultUpstreams reads the host's nameservers from /etc/resolv.conf. A
-// loopback stub resolver (systemd-resolved's 127.0.0.53) cannot be reached
-// from the node's or a pod's network namespace, so it is skipped in favour of
-// the servers resolved itself uses.
+// loopback stub resolver (systemd-resolved's 127.0.0.53) is passed over in
+// favour of the servers resolved itself uses, which skip a hop; but where a
+// loopback resolver is all there is (Docker's 127.0.0.11 in a container
+// node), it is used: this server runs in the node's own network namespace,
+// where it answers.
 func defaultUpstreams(exclude []string) []string {
-	for _, path := range []string{"/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"} {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			continue
-		}
-		if ups := upstreamsFrom(data, exclude); len(ups) > 0 {
-			return ups
+	paths := []string{"/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"}
+	for _, allowLoopback := range []bool{false, true} {
+		for _, path := range paths {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				continue
+			}
+			if ups := upstreamsFrom(data, exclude, allowLoopback); len(ups) > 0 {
+				return ups
+			}
 		}
 	}
 	return nil
 }
 
 // upstreamsFrom returns the usable nameservers of a resolv.conf as
-// "host:port", leaving out loopback addresses and our own listen addresses
-// (forwarding to ourselves would loop).
-func upstreamsFrom(resolvConf []byte, exclude []string) []string {
+// "host:port", leaving out our own listen addresses (forwarding to
+// ourselves would loop) and, unless allowed, loopback addresses.
+func upstreamsFrom(resolvConf []byte, exclude []string, allowLoopback bool) []string {
 	var out []string
 	for _, ns := range parseResolvConf(resolvConf).nameservers {
 		a, err := netip.ParseAddr(ns)
-		if err != nil || a.IsLoopback() || a.IsUnspecified() {
+		if err != nil || (a.IsLoopback() && !allowLoopback) || a.IsUnspecified() {
 			continue
 		}
 		hp := net.JoinHostPort(a.String(), "53")

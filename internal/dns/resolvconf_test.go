@@ -109,10 +109,16 @@ func TestUpstreamsFromResolvConf(t *testing.T) {
 		{"comments and junk", "# nameserver 9.9.9.9\nnameserver bogus\nnameserver 9.9.9.9\n", []string{"9.9.9.9:53"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := upstreamsFrom([]byte(tc.conf), []string{"10.43.0.10:53"})
+			got := upstreamsFrom([]byte(tc.conf), []string{"10.43.0.10:53"}, false)
 			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
 				t.Fatalf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+	// Where a loopback resolver is all there is (Docker's embedded DNS in a
+	// container node), it is taken on the second pass.
+	got := upstreamsFrom([]byte("nameserver 127.0.0.11\noptions ndots:0\n"), nil, true)
+	if strings.Join(got, ",") != "127.0.0.11:53" {
+		t.Fatalf("loopback allowed: got %q", got)
 	}
 }

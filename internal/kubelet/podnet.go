@@ -123,7 +123,7 @@ func (k *Kubelet) dnsMounts(pod *corev1.Pod, podIP net.IP) ([]runtime.Mount, err
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	hostResolv, _ := os.ReadFile("/etc/resolv.conf")
+	hostResolv := hostResolvConf()
 	// Without a pod network there is no cluster DNS to reach: pods get the
 	// host's resolvers, as with dnsPolicy Default.
 	clusterDNS := k.cfg.Agent.ClusterDNS
@@ -177,4 +177,31 @@ func hostsFile(pod *corev1.Pod, podIP net.IP, domain string) []byte {
 		}
 	}
 	return []byte(b.String())
+}
+
+// hostResolvConf is the resolv.conf pods with dnsPolicy Default inherit. A
+// host whose /etc/resolv.conf only names a loopback stub (systemd-resolved's
+// 127.0.0.53) would hand pods a server they cannot reach from their own
+// network namespace: resolved's list of real servers is used then, as the
+// kubelet's --resolv-conf is usually set to.
+func hostResolvConf() []byte {
+	etc, _ := os.ReadFile("/etc/resolv.conf")
+	loopbackOnly := false
+	for _, line := range strings.Split(string(etc), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "nameserver" {
+			continue
+		}
+		ip := net.ParseIP(f[1])
+		if ip == nil || !ip.IsLoopback() {
+			return etc
+		}
+		loopbackOnly = true
+	}
+	if loopbackOnly {
+		if resolved, err := os.ReadFile("/run/systemd/resolve/resolv.conf"); err == nil {
+			return resolved
+		}
+	}
+	return etc
 }
