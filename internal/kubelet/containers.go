@@ -3,6 +3,7 @@ package kubelet
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"skiff/internal/kubelet/images"
 	"skiff/internal/kubelet/runtime"
@@ -34,10 +36,19 @@ const (
 	minQuotaPeriod = 1000
 )
 
-func newContainerID() string {
-	b := make([]byte, 16)
+// newContainerID is 32 hex digits: 8 naming the pod (podPrefix), so the
+// kubelet reads only one pod's containers when it syncs that pod, then 24
+// random ones.
+func newContainerID(podUID types.UID) string {
+	b := make([]byte, 12)
 	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	return podPrefix(podUID) + hex.EncodeToString(b)
+}
+
+// podPrefix is the start of every container ID of a pod.
+func podPrefix(podUID types.UID) string {
+	sum := sha256.Sum256([]byte(podUID))
+	return hex.EncodeToString(sum[:4])
 }
 
 // podLogDir is /var/log/pods/<ns>_<name>_<uid>, as Kubernetes lays it out.
@@ -70,7 +81,7 @@ func (k *Kubelet) containerSpec(ctx context.Context, env podEnv, c *corev1.Conta
 	if err != nil {
 		return runtime.ContainerSpec{}, err
 	}
-	id := newContainerID()
+	id := newContainerID(pod.UID)
 	spec := runtime.ContainerSpec{
 		ID:     id,
 		PodUID: string(pod.UID),

@@ -151,7 +151,7 @@ func attemptOf(c runtime.ContainerState) int {
 }
 
 func (w *podWorker) instances(ctx context.Context) (instances, error) {
-	all, err := w.k.rt.List(ctx)
+	all, err := w.k.rt.ListPrefix(ctx, podPrefix(w.uid))
 	if err != nil {
 		return nil, err
 	}

@@ -264,13 +264,20 @@ func (r *Runtime) State(ctx context.Context, id string) (ContainerState, error) 
 // List returns every container under Root, running or exited, sorted by
 // creation time.
 func (r *Runtime) List(ctx context.Context) ([]ContainerState, error) {
+	return r.ListPrefix(ctx, "")
+}
+
+// ListPrefix is List restricted to the containers whose IDs start with
+// prefix: a caller that groups IDs by prefix (the kubelet, by pod) reads only
+// that group's state files.
+func (r *Runtime) ListPrefix(ctx context.Context, prefix string) ([]ContainerState, error) {
 	ents, err := os.ReadDir(r.ctrRoot())
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
 	out := make([]ContainerState, 0, len(ents))
 	for _, e := range ents {
-		if !e.IsDir() {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), prefix) {
 			continue
 		}
 		rec, err := r.load(e.Name())
@@ -285,11 +292,11 @@ func (r *Runtime) List(ctx context.Context) ([]ContainerState, error) {
 }
 
 // Wait blocks until the container has exited (or ctx ends) and returns its
-// final state. It polls the state file, which costs one small read per
-// container per interval.
+// final state. The shim writes the final state and then exits, so Wait
+// sleeps on the shim's process (a pidfd) and reads the state file only when
+// that ends, or every few seconds in case of pid reuse; without pidfds it
+// polls the state file.
 func (r *Runtime) Wait(ctx context.Context, id string) (ContainerState, error) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
 	for {
 		rec, err := r.load(id)
 		if err != nil {
@@ -299,12 +306,41 @@ func (r *Runtime) Wait(ctx context.Context, id string) (ContainerState, error) {
 		case StatusExited, StatusUnknown:
 			return rec.State, nil
 		}
-		select {
-		case <-ctx.Done():
+		if !waitProcess(ctx, rec.ShimPid, 5*time.Second) {
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		if ctx.Err() != nil {
 			return rec.State, fmt.Errorf("wait for container %s: %w", id, ctx.Err())
-		case <-t.C:
 		}
 	}
+}
+
+// waitProcess waits until pid exits, ctx ends or max passes, and reports
+// whether it could wait at all (pidfd_open needs Linux 5.3).
+func waitProcess(ctx context.Context, pid int, max time.Duration) bool {
+	if pid <= 0 {
+		return false
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	deadline := time.Now().Add(max)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 500)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return false
+		}
+		if n > 0 {
+			return true
+		}
+	}
+	return true
 }
 
 // Signal sends sig to the container's init process.
