@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"skiff/internal/agent/loadbalancer"
 	"skiff/internal/config"
 	"skiff/internal/dns"
 	"skiff/internal/kubelet"
@@ -68,6 +70,15 @@ func Run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Lo
 	clientCA := x509.NewCertPool()
 	clientCA.AppendCertsFromPEM(caPEM)
 
+	// Every client of this node goes through a local load balancer over
+	// the cluster's servers, so the node keeps working while one server
+	// answers.
+	rc, balancer, err := serverBalancer(ctx, cfg, joined.RESTConfig, clientCA, layout, log)
+	if err != nil {
+		return err
+	}
+	defer balancer.Wait()
+
 	regs, err := images.LoadRegistries(cfg.RegistriesFile)
 	if err != nil {
 		return fmt.Errorf("registries file %s: %w", cfg.RegistriesFile, err)
@@ -93,16 +104,16 @@ func Run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Lo
 	}
 	var networkFactory kubelet.NetworkFactory
 	if cfg.PodNetwork != "none" {
-		networkFactory = podNetwork(ctx, cfg, joined.RESTConfig, log)
+		networkFactory = podNetwork(ctx, cfg, rc, log)
 	}
-	services, err := startServices(ctx, cfg, joined.RESTConfig, log)
+	services, err := startServices(ctx, cfg, rc, log)
 	if err != nil {
 		return err
 	}
 	defer services.Wait()
 	k, err := kubelet.New(kubelet.Config{
 		Agent:           cfg,
-		RESTConfig:      joined.RESTConfig,
+		RESTConfig:      rc,
 		Runtime:         rt,
 		Images:          store,
 		Version:         kubeVersion,
@@ -244,4 +255,48 @@ func join(ctx context.Context, cfg bootstrap.Config, log *slog.Logger) (*bootstr
 		}
 		delay = min(delay*2, 15*time.Second)
 	}
+}
+
+// serverBalancer starts the node's load balancer over the servers (the one
+// it joined first, then every server in the default/kubernetes endpoints,
+// remembered across restarts) and returns a client config that uses it. The
+// returned group ends when ctx does.
+func serverBalancer(ctx context.Context, cfg config.Agent, joined *rest.Config, ca *x509.CertPool, layout config.Layout, log *slog.Logger) (*rest.Config, *sync.WaitGroup, error) {
+	u, err := url.Parse(cfg.ServerURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("server URL %q: %w", cfg.ServerURL, err)
+	}
+	hostPort := u.Host
+	if u.Port() == "" {
+		hostPort = net.JoinHostPort(u.Hostname(), "6443")
+	}
+	lb, err := loadbalancer.New(loadbalancer.Config{
+		Servers:   []string{hostPort},
+		StateFile: filepath.Join(layout.AgentDir(), "servers.json"),
+		CAPool:    ca,
+		Logger:    log.With("component", "loadbalancer"),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	rc := rest.CopyConfig(joined)
+	rc.Host = "https://" + lb.Addr()
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, err
+	}
+	var wg sync.WaitGroup
+	for name, run := range map[string]func(context.Context) error{
+		"server load balancer": lb.Run,
+		"server list watch":    func(ctx context.Context) error { return loadbalancer.WatchServers(ctx, client, lb) },
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				log.Error(name+" stopped", "err", err)
+			}
+		}()
+	}
+	return rc, &wg, nil
 }

@@ -30,6 +30,7 @@ func NewApp() *cli.App {
 			agentCommand(),
 			imagesCommand(),
 			checkCommand(),
+			snapshotCommand(),
 			kubeconfigCommand(),
 			tokenCommand(),
 			versionCommand(),

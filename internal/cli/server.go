@@ -37,6 +37,12 @@ func serverCommand() *cli.Command {
 			&cli.StringFlag{Name: "etcd-listen-address", Value: def.EtcdListenAddress, Usage: "address embedded etcd listens on"},
 			&cli.Int64Flag{Name: "etcd-quota-bytes", Value: def.EtcdQuotaBytes, Usage: "etcd backend size quota"},
 			&cli.StringFlag{Name: "etcd-compaction-retention", Value: def.EtcdCompactionRetention, Usage: "etcd periodic auto-compaction window"},
+			&cli.StringFlag{Name: "etcd-snapshot-schedule-cron", Value: def.EtcdSnapshots.Schedule, Usage: "when to take etcd snapshots, as a 5-field cron expression"},
+			&cli.IntFlag{Name: "etcd-snapshot-retention", Value: def.EtcdSnapshots.Retention, Usage: "how many scheduled etcd snapshots to keep"},
+			&cli.BoolFlag{Name: "etcd-disable-snapshots", Usage: "take no scheduled etcd snapshots"},
+			&cli.StringFlag{Name: "etcd-snapshot-dir", Usage: "where etcd snapshots are kept (default: <data-dir>/server/db/snapshots)"},
+			&cli.BoolFlag{Name: "cluster-reset", Usage: "make this server the only member of its etcd cluster, keeping its data (or restoring --cluster-reset-restore-path)"},
+			&cli.StringFlag{Name: "cluster-reset-restore-path", Usage: "with --cluster-reset, the etcd snapshot file to restore"},
 			&cli.StringFlag{Name: "service-cidr", Value: config.DefaultServiceCIDR, Usage: "service cluster IP range"},
 			&cli.StringFlag{Name: "cluster-cidr", Value: config.DefaultClusterCIDR, Usage: "pod IP range"},
 			&cli.StringFlag{Name: "service-node-port-range", Value: config.DefaultNodePortRange, Usage: "NodePort range"},
@@ -84,6 +90,9 @@ func serverConfig(c *cli.Context) (config.Server, error) {
 	cfg.EtcdListenAddress = c.String("etcd-listen-address")
 	cfg.EtcdQuotaBytes = c.Int64("etcd-quota-bytes")
 	cfg.EtcdCompactionRetention = c.String("etcd-compaction-retention")
+	if cfg.EtcdSnapshots, err = snapshotsConfig(c); err != nil {
+		return cfg, err
+	}
 	if cfg.ServiceCIDR, err = config.ParseCIDR("service-cidr", c.String("service-cidr")); err != nil {
 		return cfg, err
 	}

@@ -49,6 +49,8 @@ type Server struct {
 	// EtcdCompactionRetention is etcd's periodic auto-compaction window, as
 	// etcd's flag takes it ("5m").
 	EtcdCompactionRetention string
+	// EtcdSnapshots configures scheduled snapshots and cluster reset.
+	EtcdSnapshots EtcdSnapshots
 
 	ServiceCIDR   *net.IPNet
 	ClusterCIDR   *net.IPNet
@@ -87,6 +89,29 @@ type Controllers struct {
 	// TerminatedPodGCThreshold is how many terminated pods are kept.
 	TerminatedPodGCThreshold int
 }
+
+// EtcdSnapshots configures etcd snapshots and restoring one.
+type EtcdSnapshots struct {
+	// Disable turns scheduled snapshots off.
+	Disable bool
+	// Schedule is a 5-field cron expression (or "@every 30m").
+	Schedule string
+	// Retention is how many scheduled snapshots are kept.
+	Retention int
+	// Dir overrides where snapshots are kept; empty means
+	// Layout.SnapshotDir.
+	Dir string
+	// ClusterReset makes this server the only member of its etcd cluster:
+	// with RestorePath, from that snapshot; without it, keeping its data.
+	ClusterReset bool
+	RestorePath  string
+}
+
+// Defaults of etcd snapshots, those of k3s.
+const (
+	DefaultEtcdSnapshotSchedule  = "0 */12 * * *"
+	DefaultEtcdSnapshotRetention = 5
+)
 
 // PortRange is an inclusive range of ports (Base, Size), as Kubernetes'
 // --service-node-port-range takes it.
@@ -140,6 +165,10 @@ func DefaultServer() Server {
 			DefaultNotReadyTolerationSeconds: 300,
 			TerminatedPodGCThreshold:         12500,
 		},
+		EtcdSnapshots: EtcdSnapshots{
+			Schedule:  DefaultEtcdSnapshotSchedule,
+			Retention: DefaultEtcdSnapshotRetention,
+		},
 	}
 }
 
@@ -155,6 +184,9 @@ func (l Layout) TLSDir() string { return filepath.Join(l.ServerDir(), "tls") }
 
 // EtcdDir is the embedded etcd's data directory.
 func (l Layout) EtcdDir() string { return filepath.Join(l.ServerDir(), "db", "etcd") }
+
+// SnapshotDir is where etcd snapshots are kept by default.
+func (l Layout) SnapshotDir() string { return filepath.Join(l.ServerDir(), "db", "snapshots") }
 
 // TokenFile holds the join token.
 func (l Layout) TokenFile() string { return filepath.Join(l.ServerDir(), "token") }

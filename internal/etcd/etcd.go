@@ -46,6 +46,9 @@ type Config struct {
 	// CompactionRetention is the periodic auto-compaction window, in
 	// etcd's flag syntax ("5m", or hours as a bare number); empty disables.
 	CompactionRetention string
+	// ForceNewCluster makes an existing member the only member of its
+	// cluster, keeping its data (`skiff server --cluster-reset`).
+	ForceNewCluster bool
 	// Logger receives etcd's messages and this package's lifecycle lines;
 	// the caller names the component (e.g. With("component", "etcd")).
 	// etcd is quiet (errors only) unless Debug lets its info messages through.
@@ -259,6 +262,7 @@ func (cfg Config) embedConfig(stopping *atomic.Bool) *embed.Config {
 	ec.InitialCluster = cfg.Name + "=" + peerURL.String()
 	ec.ClusterState = embed.ClusterStateFlagNew
 	ec.InitialClusterToken = "skiff"
+	ec.ForceNewCluster = cfg.ForceNewCluster
 
 	ec.MaxRequestBytes = maxRequestBytes
 	if cfg.QuotaBytes > 0 {

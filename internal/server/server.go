@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"skiff/internal/apiserver"
 	"skiff/internal/config"
 	"skiff/internal/etcd"
@@ -52,6 +54,17 @@ func New(cfg config.Server, log *slog.Logger, version string) (*Server, error) {
 	if cfg.LeaderElectTTL == 0 {
 		cfg.LeaderElectTTL = config.DefaultServer().LeaderElectTTL
 	}
+	if cfg.EtcdSnapshots.Retention == 0 {
+		cfg.EtcdSnapshots.Retention = config.DefaultEtcdSnapshotRetention
+	}
+	if !cfg.EtcdSnapshots.Disable && cfg.EtcdSnapshots.Schedule != "" {
+		if _, err := etcd.ParseSchedule(cfg.EtcdSnapshots.Schedule); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	if cfg.EtcdSnapshots.RestorePath != "" && !cfg.EtcdSnapshots.ClusterReset {
+		return nil, errors.New("server: restoring a snapshot needs --cluster-reset as well as --cluster-reset-restore-path")
+	}
 	return &Server{cfg: cfg, log: log, version: version, ready: make(chan struct{})}, nil
 }
 
@@ -70,7 +83,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 
-	db, err := etcd.Start(ctx, etcd.Config{
+	etcdCfg := etcd.Config{
 		DataDir:             layout.EtcdDir(),
 		ListenAddress:       s.cfg.EtcdListenAddress,
 		ClientPort:          s.cfg.EtcdClientPort,
@@ -79,7 +92,11 @@ func (s *Server) Run(ctx context.Context) error {
 		CompactionRetention: s.cfg.EtcdCompactionRetention,
 		Logger:              s.log.With("component", "etcd"),
 		Debug:               s.cfg.Debug,
-	})
+	}
+	if err := s.clusterReset(ctx, &etcdCfg); err != nil {
+		return err
+	}
+	db, err := etcd.Start(ctx, etcdCfg)
 	if err != nil {
 		return err
 	}
@@ -141,6 +158,7 @@ func (s *Server) Run(ctx context.Context) error {
 	cpCtx, stopControlPlane := context.WithCancel(runCtx)
 	cpDone := make(chan error, 1)
 	go func() { cpDone <- s.runControlPlane(cpCtx, db.Client(), rc) }()
+	snapDone := s.startSnapshots(cpCtx, db.Client())
 
 	select {
 	case <-ctx.Done():
@@ -154,6 +172,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if cpErr := <-cpDone; cpErr != nil && err == nil {
 		err = cpErr
 	}
+	<-snapDone
 	cancel()
 	if apiErr := <-apiDone; apiErr != nil && err == nil {
 		err = apiErr
@@ -310,4 +329,102 @@ func ReadKubeconfig(dataDir string) ([]byte, error) {
 		return nil, fmt.Errorf("no kubeconfig at %s: has `skiff server --data-dir %s` run yet?", p, filepath.Clean(dataDir))
 	}
 	return data, err
+}
+
+// --- etcd snapshots and cluster reset ---
+
+// SnapshotDir is where this server keeps its etcd snapshots.
+func (s *Server) SnapshotDir() string {
+	if d := s.cfg.EtcdSnapshots.Dir; d != "" {
+		return d
+	}
+	return s.Layout().SnapshotDir()
+}
+
+// clusterReset runs before etcd starts. With a restore path it replaces the
+// etcd data with that snapshot; without one it has etcd drop every other
+// member on start, keeping the data. Either way this server then runs a
+// one-member etcd cluster.
+func (s *Server) clusterReset(ctx context.Context, ec *etcd.Config) error {
+	snap := s.cfg.EtcdSnapshots
+	if !snap.ClusterReset {
+		return nil
+	}
+	if snap.RestorePath == "" {
+		ec.ForceNewCluster = true
+		s.log.Warn("cluster reset: etcd starts as the only member of its cluster, keeping its data; other servers must rejoin. Remove --cluster-reset before the next restart",
+			"data-dir", ec.DataDir)
+		return nil
+	}
+	// A restore is done once: flags left in a service unit must not
+	// restore the same snapshot over newer data on every restart.
+	marker := filepath.Join(filepath.Dir(ec.DataDir), "restored-from")
+	stamp, err := snapshotStamp(snap.RestorePath)
+	if err != nil {
+		return fmt.Errorf("cluster reset: %w", err)
+	}
+	if done, _ := os.ReadFile(marker); string(done) == stamp {
+		s.log.Warn("cluster reset: this snapshot was already restored; starting with the current data. Remove --cluster-reset and --cluster-reset-restore-path",
+			"snapshot", snap.RestorePath)
+		return nil
+	}
+	s.log.Warn("cluster reset: restoring etcd from a snapshot", "snapshot", snap.RestorePath, "data-dir", ec.DataDir)
+	old, err := etcd.Restore(ctx, *ec, snap.RestorePath)
+	if err != nil {
+		return fmt.Errorf("cluster reset: %w", err)
+	}
+	if err := pki.WriteFileAtomic(marker, []byte(stamp), 0o600); err != nil {
+		return fmt.Errorf("cluster reset: remember the restore: %w", err)
+	}
+	if old != "" {
+		s.log.Warn("cluster reset: the previous etcd data was kept; delete it once the restored cluster is fine", "path", old)
+	}
+	s.log.Warn("cluster reset: restored; etcd is now a one-member cluster. Remove --cluster-reset and --cluster-reset-restore-path before the next restart, or it restores this snapshot again",
+		"snapshot", snap.RestorePath)
+	return nil
+}
+
+// startSnapshots runs scheduled etcd snapshots until ctx is done; the
+// returned channel is closed once they have stopped.
+func (s *Server) startSnapshots(ctx context.Context, cli *clientv3.Client) <-chan struct{} {
+	done := make(chan struct{})
+	snap := s.cfg.EtcdSnapshots
+	if snap.Disable || snap.Schedule == "" {
+		close(done)
+		return done
+	}
+	sched, err := etcd.ParseSchedule(snap.Schedule) // checked by New already
+	if err != nil {
+		s.log.Error("etcd snapshots are off", "err", err)
+		close(done)
+		return done
+	}
+	lg := s.log.With("component", "etcd-snapshot")
+	go func() {
+		defer close(done)
+		if err := etcd.RunSnapshotter(ctx, cli, etcd.SnapshotterConfig{
+			Dir:       s.SnapshotDir(),
+			Node:      s.cfg.NodeName,
+			Schedule:  sched,
+			Retention: snap.Retention,
+			Logger:    lg,
+		}); err != nil {
+			lg.Error("etcd snapshots stopped", "err", err)
+		}
+	}()
+	return done
+}
+
+// snapshotStamp names a snapshot file by path, size and modification time,
+// which is enough to tell whether it was restored already.
+func snapshotStamp(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s %d %d\n", abs, st.Size(), st.ModTime().UnixNano()), nil
 }
