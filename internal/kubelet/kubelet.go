@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	goruntime "runtime"
 	"sync"
 	"time"
 
@@ -88,6 +89,11 @@ type Kubelet struct {
 	lastStatus   corev1.NodeStatus
 	lastStatusAt time.Time
 
+	// starts bounds how many containers start at once: each start is a
+	// burst of process creation (shim, runc init) that only slows the
+	// others down when dozens run together on a small node.
+	starts chan struct{}
+
 	mu      sync.Mutex
 	workers map[types.UID]*podWorker
 	// ctx is the kubelet's run context; pod workers derive from it.
@@ -140,6 +146,7 @@ func New(cfg Config) (*Kubelet, error) {
 		backoff:  newBackoff(),
 		workers:  map[types.UID]*podWorker{},
 		netReady: make(chan struct{}),
+		starts:   make(chan struct{}, max(2*goruntime.NumCPU(), 4)),
 	}
 	k.volumes = volumes.New(volumes.Config{
 		Root: layout.PodsDir(), Client: client, NodeName: k.nodeName, Logger: k.log,
@@ -325,4 +332,15 @@ func (k *Kubelet) podByName(ns, name string) (*corev1.Pod, error) {
 func isMirrorPod(p *corev1.Pod) bool {
 	_, ok := p.Annotations[annotationMirror]
 	return ok
+}
+
+// startContainer starts a container, at most len(k.starts) at a time.
+func (k *Kubelet) startContainer(ctx context.Context, spec runtime.ContainerSpec) error {
+	select {
+	case k.starts <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-k.starts }()
+	return k.rt.Start(ctx, spec)
 }

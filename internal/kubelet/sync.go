@@ -233,7 +233,7 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, c *corev1.Contai
 			}
 		}
 	}
-	if err := w.k.rt.Start(ctx, spec); err != nil {
+	if err := w.k.startContainer(ctx, spec); err != nil {
 		w.k.recorder.Eventf(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
 		w.waiting[c.Name] = reason{"RunContainerError", err.Error()}
 		_ = w.k.rt.Remove(ctx, spec.ID)
