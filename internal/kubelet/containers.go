@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"skiff/internal/kubelet/downward"
 	"skiff/internal/kubelet/images"
 	"skiff/internal/kubelet/runtime"
 	"skiff/internal/kubelet/volumes"
@@ -195,7 +196,7 @@ func commandLine(c *corev1.Container, img *images.Image, env map[string]string) 
 	}
 	if len(c.Command) > 0 || len(c.Args) > 0 {
 		for i := range out {
-			out[i] = expand(out[i], env)
+			out[i] = downward.Expand(out[i], env)
 		}
 	}
 	return out

@@ -9,11 +9,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"skiff/internal/kubelet/downward"
 	"skiff/internal/kubelet/images"
 )
 
@@ -106,19 +106,23 @@ func (k *Kubelet) containerEnv(ctx context.Context, pod *corev1.Pod, c *corev1.C
 
 	for _, e := range c.Env {
 		if e.ValueFrom == nil {
-			set(e.Name, expand(e.Value, vars))
+			set(e.Name, downward.Expand(e.Value, vars))
 			continue
 		}
 		vf := e.ValueFrom
 		switch {
 		case vf.FieldRef != nil:
-			v, err := podField(pod, vf.FieldRef.FieldPath, k.nodeIP.String())
+			v, err := downward.FieldPath(pod, vf.FieldRef.FieldPath)
 			if err != nil {
 				return nil, nil, fmt.Errorf("env %s: %w", e.Name, err)
 			}
 			set(e.Name, v)
 		case vf.ResourceFieldRef != nil:
-			v, err := k.resourceField(pod, c, vf.ResourceFieldRef)
+			ref := vf.ResourceFieldRef.DeepCopy()
+			if ref.ContainerName == "" {
+				ref.ContainerName = c.Name
+			}
+			v, err := downward.ResourceField(pod, ref, k.allocatable())
 			if err != nil {
 				return nil, nil, fmt.Errorf("env %s: %w", e.Name, err)
 			}
@@ -176,126 +180,6 @@ func sortedKeys(m map[string]string) []string {
 }
 
 func validEnvName(name string) bool { return len(validation.IsEnvVarName(name)) == 0 }
-
-// expand replaces $(VAR) with its value; $$ escapes a dollar; unknown
-// references stay as written, as Kubernetes does.
-func expand(s string, vars map[string]string) string {
-	if !strings.Contains(s, "$") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '$' || i+1 >= len(s) {
-			b.WriteByte(s[i])
-			continue
-		}
-		switch s[i+1] {
-		case '$':
-			b.WriteByte('$')
-			i++
-		case '(':
-			end := strings.IndexByte(s[i+2:], ')')
-			if end < 0 {
-				b.WriteString(s[i:])
-				return b.String()
-			}
-			name := s[i+2 : i+2+end]
-			if v, ok := vars[name]; ok {
-				b.WriteString(v)
-			} else {
-				b.WriteString(s[i : i+3+end])
-			}
-			i += 2 + end
-		default:
-			b.WriteByte('$')
-		}
-	}
-	return b.String()
-}
-
-// podField resolves a downward-API fieldRef.
-func podField(pod *corev1.Pod, path, hostIP string) (string, error) {
-	if inner, ok := strings.CutPrefix(path, "metadata.labels['"); ok {
-		return pod.Labels[strings.TrimSuffix(inner, "']")], nil
-	}
-	if inner, ok := strings.CutPrefix(path, "metadata.annotations['"); ok {
-		return pod.Annotations[strings.TrimSuffix(inner, "']")], nil
-	}
-	switch path {
-	case "metadata.name":
-		return pod.Name, nil
-	case "metadata.namespace":
-		return pod.Namespace, nil
-	case "metadata.uid":
-		return string(pod.UID), nil
-	case "metadata.labels":
-		return formatMap(pod.Labels), nil
-	case "metadata.annotations":
-		return formatMap(pod.Annotations), nil
-	case "spec.nodeName":
-		return pod.Spec.NodeName, nil
-	case "spec.serviceAccountName":
-		return pod.Spec.ServiceAccountName, nil
-	case "status.hostIP", "status.hostIPs":
-		return hostIP, nil
-	case "status.podIP":
-		if pod.Spec.HostNetwork {
-			return hostIP, nil
-		}
-		return pod.Status.PodIP, nil
-	case "status.podIPs":
-		var ips []string
-		for _, ip := range pod.Status.PodIPs {
-			ips = append(ips, ip.IP)
-		}
-		return strings.Join(ips, ","), nil
-	}
-	return "", fmt.Errorf("unsupported fieldPath %q", path)
-}
-
-func formatMap(m map[string]string) string {
-	var lines []string
-	for _, k := range sortedKeys(m) {
-		lines = append(lines, fmt.Sprintf("%s=%q", k, m[k]))
-	}
-	return strings.Join(lines, "\n")
-}
-
-// resourceField resolves a resourceFieldRef; a missing limit is the node's
-// allocatable, as in Kubernetes.
-func (k *Kubelet) resourceField(pod *corev1.Pod, c *corev1.Container, ref *corev1.ResourceFieldSelector) (string, error) {
-	target := c
-	if ref.ContainerName != "" {
-		if target = containerByName(pod, ref.ContainerName); target == nil {
-			return "", fmt.Errorf("container %q not found", ref.ContainerName)
-		}
-	}
-	kind, res, ok := strings.Cut(ref.Resource, ".")
-	if !ok {
-		return "", fmt.Errorf("unsupported resource %q", ref.Resource)
-	}
-	list := target.Resources.Limits
-	if kind == "requests" {
-		list = target.Resources.Requests
-	}
-	q, ok := list[corev1.ResourceName(res)]
-	if !ok || q.IsZero() {
-		if kind == "requests" && res == "cpu" {
-			q = resource.MustParse("0")
-		} else {
-			q = k.allocatable()[corev1.ResourceName(res)]
-		}
-	}
-	divisor := ref.Divisor
-	if divisor.IsZero() {
-		divisor = resource.MustParse("1")
-	}
-	if res == "cpu" {
-		v := (q.MilliValue() + divisor.MilliValue() - 1) / divisor.MilliValue()
-		return strconv.FormatInt(max(v, 1), 10), nil
-	}
-	return strconv.FormatInt((q.Value()+divisor.Value()-1)/divisor.Value(), 10), nil
-}
 
 // serviceEnv is Kubernetes' service links: for each service of the pod's
 // namespace with a cluster IP, FOO_SERVICE_HOST and friends; the

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"net"
 	"strconv"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"skiff/internal/kubelet/downward"
 	"skiff/internal/kubelet/runtime"
 	kubeletserver "skiff/internal/kubelet/server"
 )
@@ -22,7 +24,7 @@ func (p *provider) container(ctx context.Context, ns, name, container string) (i
 	if err != nil {
 		return nil, err
 	}
-	if containerByName(pod, container) == nil {
+	if downward.Container(pod, container) == nil {
 		return nil, apierrors.NewBadRequest(fmt.Sprintf("container %s is not valid for pod %s", container, name))
 	}
 	p.k.mu.Lock()

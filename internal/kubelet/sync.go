@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"skiff/internal/kubelet/downward"
 	"skiff/internal/kubelet/probes"
 	"skiff/internal/kubelet/runtime"
 )
@@ -95,20 +96,12 @@ func (w *podWorker) reconcile(ctx context.Context, pod *corev1.Pod, inst instanc
 		w.setWaitingAll(pod, reason{"ContainerCreating", ""})
 		return time.Second
 	}
-	if w.podIP != nil && pod.Status.PodIP == "" {
-		// Known before the API hears of it: env fieldRefs and the
-		// downward API see it from the first container on.
-		pod.Status.PodIP = w.podIP.String()
-		pod.Status.PodIPs = []corev1.PodIP{{IP: pod.Status.PodIP}}
-	}
+	w.fillAddresses(pod)
 	vols, err := w.k.volumes.SetUp(ctx, pod)
 	if err != nil {
 		w.k.recorder.Eventf(pod, corev1.EventTypeWarning, "FailedMount", "MountVolume.SetUp failed: %v", err)
 		w.setWaitingAll(pod, reason{"ContainerCreating", ""})
 		return 5 * time.Second
-	}
-	if err := w.k.volumes.Refresh(ctx, pod); err != nil {
-		w.k.log.Debug("refresh volumes failed", "pod", podRef(pod, w.uid), "err", err)
 	}
 	env := podEnv{pod: pod, sandbox: sb, volumes: vols, podIP: w.podIP}
 
@@ -325,7 +318,7 @@ func (w *podWorker) stopAll(ctx context.Context, pod *corev1.Pod, inst instances
 			}
 			var spec *corev1.Container
 			if pod != nil {
-				spec = containerByName(pod, name)
+				spec = downward.Container(pod, name)
 			}
 			n++
 			go func() {
@@ -411,18 +404,26 @@ func isTerminal(p corev1.PodPhase) bool {
 	return p == corev1.PodSucceeded || p == corev1.PodFailed
 }
 
-func containerByName(pod *corev1.Pod, name string) *corev1.Container {
-	for i := range pod.Spec.InitContainers {
-		if pod.Spec.InitContainers[i].Name == name {
-			return &pod.Spec.InitContainers[i]
-		}
+// fillAddresses puts the pod's and node's addresses into this sync's copy
+// of the pod before the API hears of them, so env fieldRefs and the
+// downward API see them from the first container on.
+func (w *podWorker) fillAddresses(pod *corev1.Pod) {
+	node := w.k.nodeIP.String()
+	if pod.Status.HostIP == "" {
+		pod.Status.HostIP = node
+		pod.Status.HostIPs = []corev1.HostIP{{IP: node}}
 	}
-	for i := range pod.Spec.Containers {
-		if pod.Spec.Containers[i].Name == name {
-			return &pod.Spec.Containers[i]
-		}
+	ip := ""
+	switch {
+	case pod.Spec.HostNetwork:
+		ip = node
+	case w.podIP != nil:
+		ip = w.podIP.String()
 	}
-	return nil
+	if ip != "" && pod.Status.PodIP == "" {
+		pod.Status.PodIP = ip
+		pod.Status.PodIPs = []corev1.PodIP{{IP: ip}}
+	}
 }
 
 func podRef(pod *corev1.Pod, uid any) string {

@@ -141,24 +141,6 @@ func TestContainerMounts(t *testing.T) {
 	}
 }
 
-func TestExpand(t *testing.T) {
-	env := map[string]string{"A": "x", "B": "y"}
-	for in, want := range map[string]string{
-		"$(A)/$(B)":  "x/y",
-		"$$(A)":      "$(A)",
-		"$(C)/z":     "$(C)/z",
-		"plain":      "plain",
-		"$(A":        "$(A",
-		"a$b":        "a$b",
-		"trailing$":  "trailing$",
-		"$(A)$(A)-x": "xx-x",
-	} {
-		if got := expand(in, env); got != want {
-			t.Errorf("expand(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestEmptyDirMemory(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("mounting tmpfs needs root")

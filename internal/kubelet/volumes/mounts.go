@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"skiff/internal/kubelet/downward"
 )
 
 // Mount is one bind mount for a container: Source on the host at
@@ -33,7 +35,7 @@ func ContainerMounts(pod *corev1.Pod, c *corev1.Container, vols map[string]Volum
 		}
 		sub := vm.SubPath
 		if vm.SubPathExpr != "" {
-			sub = expand(vm.SubPathExpr, env)
+			sub = downward.Expand(vm.SubPathExpr, env)
 		}
 		src := vol.Path
 		if sub != "" {
@@ -45,39 +47,6 @@ func ContainerMounts(pod *corev1.Pod, c *corev1.Container, vols map[string]Volum
 		out = append(out, Mount{Source: src, Destination: vm.MountPath, ReadOnly: vm.ReadOnly || vol.ReadOnly})
 	}
 	return out, nil
-}
-
-// expand replaces $(VAR) with env[VAR] as Kubernetes does: $$ is a literal
-// $, and references to unknown variables are left as written.
-func expand(s string, env map[string]string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '$' || i+1 >= len(s) {
-			b.WriteByte(s[i])
-			continue
-		}
-		switch s[i+1] {
-		case '$':
-			b.WriteByte('$')
-			i++
-		case '(':
-			end := strings.IndexByte(s[i+2:], ')')
-			if end < 0 {
-				b.WriteString(s[i:])
-				return b.String()
-			}
-			name := s[i+2 : i+2+end]
-			if v, ok := env[name]; ok {
-				b.WriteString(v)
-			} else {
-				b.WriteString(s[i : i+3+end])
-			}
-			i += 2 + end
-		default:
-			b.WriteByte('$')
-		}
-	}
-	return b.String()
 }
 
 // resolveSubPath walks sub inside root one element at a time, following

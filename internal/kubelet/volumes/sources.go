@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sort"
-	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"skiff/internal/kubelet/downward"
 )
 
 // defaultFileMode is the kubelet's default for configMap, secret,
@@ -135,14 +133,14 @@ func (m *Manager) downward(ctx context.Context, pod *corev1.Pod, items []corev1.
 		var err error
 		switch {
 		case it.FieldRef != nil:
-			val, err = podField(pod, it.FieldRef.FieldPath)
+			val, err = downward.FieldPath(pod, it.FieldRef.FieldPath)
 		case it.ResourceFieldRef != nil:
-			if alloc == nil && needsAllocatable(pod, it.ResourceFieldRef) {
+			if alloc == nil && downward.NeedsAllocatable(pod, it.ResourceFieldRef) {
 				if alloc, err = m.allocatable(ctx); err != nil {
 					return err
 				}
 			}
-			val, err = resourceField(pod, it.ResourceFieldRef, alloc)
+			val, err = downward.ResourceField(pod, it.ResourceFieldRef, alloc)
 		default:
 			err = fmt.Errorf("item %q has neither fieldRef nor resourceFieldRef", it.Path)
 		}
@@ -165,125 +163,4 @@ func (m *Manager) allocatable(ctx context.Context) (corev1.ResourceList, error) 
 		return nil, fmt.Errorf("get node %q for allocatable resources: %w", m.cfg.NodeName, err)
 	}
 	return n.Status.Allocatable, nil
-}
-
-// formatMap renders labels or annotations as the kubelet does: sorted
-// key="value" lines, values Go-quoted.
-func formatMap(m map[string]string) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	lines := make([]string, len(keys))
-	for i, k := range keys {
-		lines[i] = k + "=" + strconv.Quote(m[k])
-	}
-	return strings.Join(lines, "\n")
-}
-
-// subscript parses metadata.labels['key'] forms.
-func subscript(fieldPath, prefix string) (string, bool) {
-	if !strings.HasPrefix(fieldPath, prefix+"['") || !strings.HasSuffix(fieldPath, "']") {
-		return "", false
-	}
-	return fieldPath[len(prefix)+2 : len(fieldPath)-2], true
-}
-
-func podField(pod *corev1.Pod, fieldPath string) (string, error) {
-	switch fieldPath {
-	case "metadata.name":
-		return pod.Name, nil
-	case "metadata.namespace":
-		return pod.Namespace, nil
-	case "metadata.uid":
-		return string(pod.UID), nil
-	case "metadata.labels":
-		return formatMap(pod.Labels), nil
-	case "metadata.annotations":
-		return formatMap(pod.Annotations), nil
-	case "spec.nodeName":
-		return pod.Spec.NodeName, nil
-	case "spec.serviceAccountName":
-		return pod.Spec.ServiceAccountName, nil
-	case "status.podIP":
-		return pod.Status.PodIP, nil
-	case "status.hostIP":
-		return pod.Status.HostIP, nil
-	}
-	if k, ok := subscript(fieldPath, "metadata.labels"); ok {
-		return pod.Labels[k], nil
-	}
-	if k, ok := subscript(fieldPath, "metadata.annotations"); ok {
-		return pod.Annotations[k], nil
-	}
-	return "", fmt.Errorf("unsupported fieldPath %q", fieldPath)
-}
-
-func findContainer(pod *corev1.Pod, name string) *corev1.Container {
-	for _, list := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
-		for i := range list {
-			if list[i].Name == name {
-				return &list[i]
-			}
-		}
-	}
-	return nil
-}
-
-func splitResource(ref *corev1.ResourceFieldSelector) (limits bool, name corev1.ResourceName, err error) {
-	switch {
-	case strings.HasPrefix(ref.Resource, "limits."):
-		return true, corev1.ResourceName(strings.TrimPrefix(ref.Resource, "limits.")), nil
-	case strings.HasPrefix(ref.Resource, "requests."):
-		return false, corev1.ResourceName(strings.TrimPrefix(ref.Resource, "requests.")), nil
-	}
-	return false, "", fmt.Errorf("unsupported resource %q", ref.Resource)
-}
-
-func needsAllocatable(pod *corev1.Pod, ref *corev1.ResourceFieldSelector) bool {
-	limits, name, err := splitResource(ref)
-	c := findContainer(pod, ref.ContainerName)
-	if err != nil || !limits || c == nil {
-		return false
-	}
-	_, ok := c.Resources.Limits[name]
-	return !ok
-}
-
-// resourceField renders a container's limit or request divided by the
-// divisor, rounded up; an unset limit is the node's allocatable amount, as
-// with the kubelet.
-func resourceField(pod *corev1.Pod, ref *corev1.ResourceFieldSelector, alloc corev1.ResourceList) (string, error) {
-	c := findContainer(pod, ref.ContainerName)
-	if c == nil {
-		return "", fmt.Errorf("container %q not found", ref.ContainerName)
-	}
-	limits, name, err := splitResource(ref)
-	if err != nil {
-		return "", err
-	}
-	var q resource.Quantity
-	var ok bool
-	if limits {
-		if q, ok = c.Resources.Limits[name]; !ok {
-			q = alloc[name]
-		}
-	} else {
-		q = c.Resources.Requests[name]
-	}
-	div := ref.Divisor
-	if div.IsZero() {
-		div = resource.MustParse("1")
-	}
-	var n, d int64
-	if name == corev1.ResourceCPU {
-		n, d = q.MilliValue(), div.MilliValue()
-	} else {
-		n, d = q.Value(), div.Value()
-	}
-	if d <= 0 {
-		return "", fmt.Errorf("invalid divisor %s", div.String())
-	}
-	return strconv.FormatInt((n+d-1)/d, 10), nil
 }

@@ -241,26 +241,6 @@ func (m *Manager) projected(ctx context.Context, pod *corev1.Pod, volName string
 	return nil
 }
 
-// Refresh rewrites configMap, secret, downwardAPI and projected volumes
-// whose sources changed; each volume is swapped atomically. Other volumes
-// are left alone.
-func (m *Manager) Refresh(ctx context.Context, pod *corev1.Pod) error {
-	if _, err := m.podDir(string(pod.UID)); err != nil {
-		return err
-	}
-	var errs []error
-	for i := range pod.Spec.Volumes {
-		v := &pod.Spec.Volumes[i]
-		if contentKind(&v.VolumeSource) == "" {
-			continue
-		}
-		if _, err := m.writeContent(ctx, pod, v); err != nil {
-			errs = append(errs, fmt.Errorf("volume %q: %w", v.Name, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
 func (m *Manager) emptyDir(pod *corev1.Pod, name string, src *corev1.EmptyDirVolumeSource) (Volume, error) {
 	dir, err := m.volDir(pod, kindEmptyDir, name)
 	if err != nil {

@@ -178,10 +178,10 @@ func TestAPIVolumes(t *testing.T) {
 		if _, err := os.Lstat(filepath.Join(vols["key"].Path, "a")); err == nil {
 			t.Error("missing optional key was written")
 		}
-		// The configMap appears later: Refresh picks it up.
+		// The configMap appears later: the next SetUp picks it up.
 		mustCreate(t, client.CoreV1().ConfigMaps(ns).Create, &corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Name: "nope"}, Data: map[string]string{"k": "v"}})
-		if err := m.Refresh(ctx, pod); err != nil {
+		if _, err := m.SetUp(ctx, pod); err != nil {
 			t.Fatal(err)
 		}
 		if got := readFile(t, filepath.Join(vols["cm"].Path, "k")); got != "v" {
@@ -226,7 +226,7 @@ func TestAPIVolumes(t *testing.T) {
 		wantMode(t, filepath.Join(dir, "name"), 0o644)
 
 		pod.Labels["tier"] = "back"
-		if err := m.Refresh(ctx, pod); err != nil {
+		if _, err := m.SetUp(ctx, pod); err != nil {
 			t.Fatal(err)
 		}
 		if got := readFile(t, filepath.Join(dir, "labels")); got != "app=\"web\"\ntier=\"back\"" {
@@ -383,7 +383,7 @@ func testConfigMap(t *testing.T, m *Manager, client kubernetes.Interface) {
 	if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Refresh(ctx, pod); err != nil {
+	if _, err := m.SetUp(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
 	if got := readFile(t, filepath.Join(dir, "app.conf")); got != "port=8080\n" {
