@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/utils/ptr"
 
+	"skiff/internal/config"
 	"skiff/internal/storage"
 )
 
@@ -135,10 +136,6 @@ func (s *Server) ensureSpec(ctx context.Context, group, version, resource string
 	return nil
 }
 
-// LabelNodeLocalDNS marks the cluster DNS service: its address is answered
-// by every node's agent itself, so the service proxy leaves it alone.
-const LabelNodeLocalDNS = "skiff.io/node-local-dns"
-
 // ensureDNSService reserves the cluster DNS address as the kube-dns
 // service that Kubernetes users look for; it has no selector and no
 // endpoints.
@@ -148,7 +145,7 @@ func (s *Server) ensureDNSService(ctx context.Context) error {
 	}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "kube-dns", Namespace: "kube-system",
-			Labels: map[string]string{"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS", LabelNodeLocalDNS: "true"}},
+			Labels: map[string]string{"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS", config.LabelNodeLocalDNS: "true"}},
 		Spec: corev1.ServiceSpec{
 			ClusterIP: s.cfg.ClusterDNS.String(),
 			Ports: []corev1.ServicePort{

@@ -216,6 +216,11 @@ func (l Layout) PodManifestsDir() string { return filepath.Join(l.AgentDir(), "p
 // AgentStateFile is the kubelet's bbolt database of the pods it runs.
 func (l Layout) AgentStateFile() string { return filepath.Join(l.AgentDir(), "kubelet.db") }
 
+// LabelNodeLocalDNS marks the cluster DNS service (kube-system/kube-dns):
+// its address is answered by every node's agent itself, so the service
+// proxy leaves it alone.
+const LabelNodeLocalDNS = "skiff.io/node-local-dns"
+
 // Defaults of the agent.
 const (
 	DefaultKubeletPort    = 10250

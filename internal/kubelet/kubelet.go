@@ -317,16 +317,16 @@ func (k *Kubelet) kick(uid types.UID) {
 	}
 }
 
-// podByName finds a running pod's latest spec for the kubelet API.
-func (k *Kubelet) podByName(ns, name string) (*corev1.Pod, error) {
+// podByName finds a pod on this node, and its worker, for the kubelet API.
+func (k *Kubelet) podByName(ns, name string) (*corev1.Pod, *podWorker, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for _, w := range k.workers {
 		if p := w.current(); p != nil && p.Namespace == ns && p.Name == name {
-			return p, nil
+			return p, w, nil
 		}
 	}
-	return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name)
+	return nil, nil, apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name)
 }
 
 func isMirrorPod(p *corev1.Pod) bool {

@@ -16,7 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	intstrpkg "k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
@@ -313,7 +313,7 @@ func TestKubelet(t *testing.T) {
 				{Name: "GREETING", Value: "hi $(POD_NAME)"},
 			}
 			p.Spec.Containers[0].ReadinessProbe = &corev1.Probe{
-				ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr(8080)}},
+				ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(8080)}},
 				PeriodSeconds: 1,
 			}
 		})
@@ -812,9 +812,3 @@ func TestKubeletRestartAdoptsContainers(t *testing.T) {
 		t.Errorf("after restart: %s (was %s)", statusSummary(steady), before)
 	}
 }
-
-func intstr(port int) intstrOrString { return intstrFromInt(port) }
-
-type intstrOrString = intstrpkg.IntOrString
-
-func intstrFromInt(i int) intstrOrString { return intstrpkg.FromInt32(int32(i)) }

@@ -7,8 +7,8 @@ import (
 	"net"
 	"strconv"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"skiff/internal/kubelet/downward"
 	"skiff/internal/kubelet/runtime"
@@ -19,30 +19,25 @@ import (
 // kubelet's pods and the runtime.
 type provider struct{ k *Kubelet }
 
-func (p *provider) container(ctx context.Context, ns, name, container string) (instances, error) {
-	pod, err := p.k.podByName(ns, name)
+// container returns the pod and the instances of one of its containers.
+func (p *provider) container(ctx context.Context, ns, name, container string) (*corev1.Pod, instances, error) {
+	pod, w, err := p.k.podByName(ns, name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if downward.Container(pod, container) == nil {
-		return nil, apierrors.NewBadRequest(fmt.Sprintf("container %s is not valid for pod %s", container, name))
+		return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("container %s is not valid for pod %s", container, name))
 	}
-	p.k.mu.Lock()
-	w := p.k.workers[pod.UID]
-	p.k.mu.Unlock()
-	if w == nil {
-		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: "pods"}, name)
-	}
-	return w.instances(ctx)
+	inst, err := w.instances(ctx)
+	return pod, inst, err
 }
 
 func (p *provider) LogPath(ns, name, container string, previous bool) (string, func() bool, error) {
 	ctx := context.Background()
-	inst, err := p.container(ctx, ns, name, container)
+	pod, inst, err := p.container(ctx, ns, name, container)
 	if err != nil {
 		return "", nil, err
 	}
-	pod, _ := p.k.podByName(ns, name)
 	c := inst.latest(container)
 	if previous {
 		c = inst.previous(container)
@@ -62,7 +57,7 @@ func (p *provider) LogPath(ns, name, container string, previous bool) (string, f
 }
 
 func (p *provider) Exec(ctx context.Context, ns, name, container string, cmd []string, s kubeletserver.Streams) (int, error) {
-	inst, err := p.container(ctx, ns, name, container)
+	_, inst, err := p.container(ctx, ns, name, container)
 	if err != nil {
 		return 0, err
 	}
@@ -96,7 +91,7 @@ func (p *provider) Attach(ctx context.Context, ns, name, container string, s kub
 }
 
 func (p *provider) PortForward(ctx context.Context, ns, name string, port int32) (net.Conn, error) {
-	pod, err := p.k.podByName(ns, name)
+	pod, _, err := p.k.podByName(ns, name)
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,6 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"skiff/internal/kubelet/probes"
 	"skiff/internal/kubelet/runtime"
@@ -328,8 +327,6 @@ func mergeForeign(ours, theirs corev1.PodStatus) corev1.PodStatus {
 	}
 	return ours
 }
-
-func typesUID(s string) types.UID { return types.UID(s) }
 
 func capitalize(s string) string {
 	if s == "" {

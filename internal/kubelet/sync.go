@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"skiff/internal/kubelet/downward"
@@ -454,7 +455,7 @@ func sandboxSpec(pod *corev1.Pod) runtime.SandboxSpec {
 // restarts the container; readiness changes update the pod's status.
 func (k *Kubelet) onProbeChange(key probes.Key, kind probes.Kind, result probes.Result, message string) {
 	k.mu.Lock()
-	w := k.workers[typesUID(key.PodUID)]
+	w := k.workers[types.UID(key.PodUID)]
 	k.mu.Unlock()
 	if w == nil {
 		return

@@ -23,6 +23,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"skiff/internal/server/servertest"
+
+	"skiff/internal/config"
 )
 
 func testLogger() *slog.Logger {
@@ -167,7 +169,7 @@ func TestProxy(t *testing.T) {
 	setEndpoints(t, c, "udp", corev1.ProtocolUDP, 5353, ep{pod1, "node1"}, ep{pod2, "node1"})
 	// The cluster DNS Service is answered on the node: no rules for it.
 	createService(t, c, "dns", []corev1.ServicePort{tcpPort(53, 53)}, func(s *corev1.Service) {
-		s.Labels = map[string]string{LabelNodeLocalDNS: "true"}
+		s.Labels = map[string]string{config.LabelNodeLocalDNS: "true"}
 		s.Spec.Selector = nil
 	})
 

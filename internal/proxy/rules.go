@@ -13,6 +13,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"skiff/internal/config"
 )
 
 // Chain names. The pod network package owns SKIFF-FORWARD,
@@ -36,9 +38,6 @@ const (
 var perServicePrefixes = [...]string{prefixSvc, prefixLocal, prefixExt, prefixSep}
 
 const (
-	// LabelNodeLocalDNS marks the cluster DNS Service, which is answered
-	// on every node by the DNS server itself: the proxy leaves it alone.
-	LabelNodeLocalDNS = "skiff.io/node-local-dns"
 	// labelServiceProxyName marks a Service as handled by another proxy.
 	labelServiceProxyName = "service.kubernetes.io/service-proxy-name"
 
@@ -99,7 +98,7 @@ func (sp *servicePort) localEndpoints() []endpoint {
 
 // proxied reports whether the proxy programs rules for svc.
 func proxied(svc *corev1.Service) bool {
-	if svc.Labels[LabelNodeLocalDNS] == "true" || svc.Labels[labelServiceProxyName] != "" {
+	if svc.Labels[config.LabelNodeLocalDNS] == "true" || svc.Labels[labelServiceProxyName] != "" {
 		return false
 	}
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {

@@ -11,6 +11,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"skiff/internal/config"
 )
 
 func ruleConfig() RuleConfig {
@@ -54,7 +56,7 @@ func ready(ip, node string) sliceEP { return sliceEP{ip: ip, node: node, ready: 
 
 func TestBuildRulesSkipsWhatIsNotProxied(t *testing.T) {
 	services := []*corev1.Service{
-		svc("dns", "10.43.0.10", func(s *corev1.Service) { s.Labels = map[string]string{LabelNodeLocalDNS: "true"} }),
+		svc("dns", "10.43.0.10", func(s *corev1.Service) { s.Labels = map[string]string{config.LabelNodeLocalDNS: "true"} }),
 		svc("headless", corev1.ClusterIPNone),
 		svc("ext", "", func(s *corev1.Service) {
 			s.Spec.Type, s.Spec.ExternalName = corev1.ServiceTypeExternalName, "example.com"
