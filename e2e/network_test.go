@@ -344,6 +344,22 @@ spec:
 	wget := func(url string) (string, error) {
 		return c.kubectlQuiet("exec", "client", "--", "timeout", "10", "wget", "-qO-", url)
 	}
+	// Pods are Ready before every node's proxy has programmed the new
+	// services (syncs are coalesced, as kube-proxy's are); a user retries
+	// the first request, and so does the test.
+	clusterIP := c.kubectl("get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}")
+	if !waitFor(30*time.Second, func() bool {
+		_, err := wget("http://" + clusterIP + "/")
+		return err == nil
+	}) {
+		t.Fatalf("service web (%s) never answered from n1", clusterIP)
+	}
+	for _, n := range c.nodes {
+		waitFor(30*time.Second, func() bool {
+			_, err := inNS(c.sw, "busybox", "timeout", "5", "busybox", "wget", "-qO-", "http://"+n.ip+":30080/")
+			return err == nil
+		})
+	}
 
 	t.Run("pod-to-pod-across-nodes", func(t *testing.T) {
 		out, err := wget("http://" + ip2 + ":8080/")
@@ -352,7 +368,6 @@ spec:
 		}
 	})
 	t.Run("cluster-ip-balances", func(t *testing.T) {
-		clusterIP := c.kubectl("get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}")
 		seen := map[string]int{}
 		for i := 0; i < 20; i++ {
 			out, err := wget("http://" + clusterIP + "/")
@@ -371,7 +386,6 @@ spec:
 			t.Errorf("wget http://web.default.svc.cluster.local/: %v %q", err, out)
 		}
 		out, err = c.kubectlQuiet("exec", "client", "--", "nslookup", "web.default.svc.cluster.local")
-		clusterIP := c.kubectl("get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}")
 		if err != nil || !strings.Contains(out, clusterIP) {
 			t.Errorf("nslookup: %v\n%s", err, out)
 		}

@@ -47,6 +47,8 @@ func (s *Server) routes() http.Handler {
 	outer := http.NewServeMux()
 	outer.HandleFunc(CACertsPath, s.serveCACerts)
 	outer.HandleFunc(NodeCertsPath, s.serveNodeCerts)
+	outer.HandleFunc(ServerBootstrapPath, s.serveServerBootstrap)
+	outer.HandleFunc(EtcdMembersPath, s.serveEtcdMembers)
 	outer.Handle("/", s.authenticate(mux))
 	return s.recoverPanics(outer)
 }

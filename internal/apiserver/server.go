@@ -47,6 +47,9 @@ type Config struct {
 	// KubeletClientCert is presented to kubelets when proxying pods/log,
 	// exec, attach, portforward and nodes/proxy; without it those answer 503.
 	KubeletClientCert *tls.Certificate
+	// ServerJoin, when set, lets other servers join this one's cluster at
+	// /v1-skiff/server-bootstrap and /v1-skiff/etcd-members.
+	ServerJoin ServerJoiner
 
 	ServiceCIDR   *net.IPNet
 	NodePortRange config.PortRange

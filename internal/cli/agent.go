@@ -118,13 +118,8 @@ func runAgent(c *cli.Context) error {
 	if cfg.ServerURL == "" {
 		return fmt.Errorf("--server is required: the URL of a skiff server, e.g. https://10.0.0.1:6443")
 	}
-	cfg.Token = c.String("token")
-	if f := c.String("token-file"); f != "" && cfg.Token == "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("--token-file: %w", err)
-		}
-		cfg.Token = strings.TrimSpace(string(b))
+	if cfg.Token, err = tokenFlag(c); err != nil {
+		return err
 	}
 	if cfg.Token == "" {
 		return fmt.Errorf("--token is required: run `skiff token` on the server to print it")
@@ -142,4 +137,20 @@ func runAgent(c *cli.Context) error {
 // kubeletVersion is what nodes report, e.g. v1.37.2+skiff-0.1.0.
 func kubeletVersion() string {
 	return apiserver.KubernetesVersion + "+skiff-" + strings.TrimPrefix(Version, "v")
+}
+
+// tokenFlag is --token, or the contents of --token-file.
+func tokenFlag(c *cli.Context) (string, error) {
+	if t := c.String("token"); t != "" {
+		return t, nil
+	}
+	f := c.String("token-file")
+	if f == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }

@@ -41,6 +41,10 @@ func serverCommand() *cli.Command {
 			&cli.IntFlag{Name: "etcd-snapshot-retention", Value: def.EtcdSnapshots.Retention, Usage: "how many scheduled etcd snapshots to keep"},
 			&cli.BoolFlag{Name: "etcd-disable-snapshots", Usage: "take no scheduled etcd snapshots"},
 			&cli.StringFlag{Name: "etcd-snapshot-dir", Usage: "where etcd snapshots are kept (default: <data-dir>/server/db/snapshots)"},
+			&cli.BoolFlag{Name: "cluster-init", Usage: "start a cluster that other servers can join (etcd peers on the node IP, over TLS)", EnvVars: []string{"SKIFF_CLUSTER_INIT"}},
+			&cli.StringFlag{Name: "server", Aliases: []string{"s"}, Usage: "join the cluster of this server as another server, https://HOST:6443", EnvVars: []string{"SKIFF_URL"}},
+			&cli.StringFlag{Name: "token", Aliases: []string{"t"}, Usage: "join token of the cluster to join (`skiff token` on a server prints it)", EnvVars: []string{"SKIFF_TOKEN"}},
+			&cli.StringFlag{Name: "token-file", Usage: "file holding the join token", EnvVars: []string{"SKIFF_TOKEN_FILE"}},
 			&cli.BoolFlag{Name: "cluster-reset", Usage: "make this server the only member of its etcd cluster, keeping its data (or restoring --cluster-reset-restore-path)"},
 			&cli.StringFlag{Name: "cluster-reset-restore-path", Usage: "with --cluster-reset, the etcd snapshot file to restore"},
 			&cli.StringFlag{Name: "service-cidr", Value: config.DefaultServiceCIDR, Usage: "service cluster IP range"},
@@ -92,6 +96,19 @@ func serverConfig(c *cli.Context) (config.Server, error) {
 	cfg.EtcdCompactionRetention = c.String("etcd-compaction-retention")
 	if cfg.EtcdSnapshots, err = snapshotsConfig(c); err != nil {
 		return cfg, err
+	}
+	cfg.ClusterInit = c.Bool("cluster-init")
+	cfg.JoinURL = c.String("server")
+	if cfg.Token, err = tokenFlag(c); err != nil {
+		return cfg, err
+	}
+	switch {
+	case cfg.JoinURL != "" && cfg.ClusterInit:
+		return cfg, fmt.Errorf("--cluster-init starts a new cluster and --server joins one: use one of them")
+	case cfg.JoinURL != "" && !strings.HasPrefix(cfg.JoinURL, "https://"):
+		return cfg, fmt.Errorf("--server %q: want the URL of a skiff server, e.g. https://10.0.0.1:6443", cfg.JoinURL)
+	case cfg.JoinURL != "" && cfg.Token == "":
+		return cfg, fmt.Errorf("--server needs --token: run `skiff token` on that server to print it")
 	}
 	if cfg.ServiceCIDR, err = config.ParseCIDR("service-cidr", c.String("service-cidr")); err != nil {
 		return cfg, err

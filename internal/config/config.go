@@ -51,6 +51,13 @@ type Server struct {
 	EtcdCompactionRetention string
 	// EtcdSnapshots configures scheduled snapshots and cluster reset.
 	EtcdSnapshots EtcdSnapshots
+	// ClusterInit starts a cluster other servers can join: etcd peers
+	// listen on the advertise address, over TLS.
+	ClusterInit bool
+	// JoinURL and Token make this server join the cluster of the server at
+	// JoinURL as another etcd member (ignored once it has its own data).
+	JoinURL string
+	Token   string
 
 	ServiceCIDR   *net.IPNet
 	ClusterCIDR   *net.IPNet
@@ -189,6 +196,10 @@ func (l Layout) EtcdDir() string { return filepath.Join(l.ServerDir(), "db", "et
 func (l Layout) SnapshotDir() string { return filepath.Join(l.ServerDir(), "db", "snapshots") }
 
 // TokenFile holds the join token.
+// ClusterMarker exists once this server's etcd takes peers over TLS on the
+// node's address (--cluster-init or a join); it keeps it so on restarts.
+func (l Layout) ClusterMarker() string { return filepath.Join(l.ServerDir(), "db", "cluster") }
+
 func (l Layout) TokenFile() string { return filepath.Join(l.ServerDir(), "token") }
 
 // AdminKubeconfig is a copy of the admin kubeconfig kept in the data dir,

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
@@ -46,6 +47,17 @@ type Config struct {
 	// CompactionRetention is the periodic auto-compaction window, in
 	// etcd's flag syntax ("5m", or hours as a bare number); empty disables.
 	CompactionRetention string
+	// PeerAddress, when set, is the IP peers reach this member on: it
+	// listens there for peers and advertises it. Empty keeps peers on
+	// ListenAddress (a one-server cluster on loopback).
+	PeerAddress string
+	// PeerTLS, when set, secures peer traffic: both ends present a
+	// certificate from the cluster CA.
+	PeerTLS *PeerTLS
+	// InitialCluster lists the members ("name=peerURL,...") a joining
+	// member starts with; with it the member joins an existing cluster.
+	// Ignored when the data dir already holds a member.
+	InitialCluster string
 	// ForceNewCluster makes an existing member the only member of its
 	// cluster, keeping its data (`skiff server --cluster-reset`).
 	ForceNewCluster bool
@@ -56,12 +68,18 @@ type Config struct {
 	Debug  bool
 }
 
+// PeerTLS names the files that secure peer traffic.
+type PeerTLS struct {
+	CertFile, KeyFile, CAFile string
+}
+
 // Etcd is a running embedded etcd member.
 type Etcd struct {
 	lg        *slog.Logger
 	etcd      *embed.Etcd
 	client    *clientv3.Client
 	endpoints []string
+	peerURL   string
 	unlock    func()
 	stopping  *atomic.Bool // set by Close; quietens etcd's shutdown noise
 
@@ -146,6 +164,7 @@ func start(ctx context.Context, cfg Config, launched func()) (_ *Etcd, err error
 		stopping:  stopping,
 		client:    v3client.New(ee.Server),
 		endpoints: []string{ecfg.AdvertiseClientUrls[0].String()},
+		peerURL:   ecfg.AdvertisePeerUrls[0].String(),
 		unlock:    unlock,
 		errc:      make(chan error, 1),
 		stopc:     make(chan struct{}),
@@ -226,6 +245,9 @@ func (cfg Config) complete() (Config, error) {
 	if net.ParseIP(cfg.ListenAddress) == nil {
 		return cfg, fmt.Errorf("etcd: listen address %q is not an IP address", cfg.ListenAddress)
 	}
+	if cfg.PeerAddress != "" && net.ParseIP(cfg.PeerAddress) == nil {
+		return cfg, fmt.Errorf("etcd: peer address %q is not an IP address", cfg.PeerAddress)
+	}
 	for _, p := range []struct {
 		name string
 		port int
@@ -252,16 +274,27 @@ func (cfg Config) embedConfig(stopping *atomic.Bool) *embed.Config {
 
 	host := cfg.ListenAddress
 	clientURL := url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(cfg.ClientPort))}
-	peerURL := url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(cfg.PeerPort))}
+	peerURL := cfg.peerURL()
 	ec.ListenClientUrls = []url.URL{clientURL}
 	ec.AdvertiseClientUrls = []url.URL{clientURL}
 	ec.ListenPeerUrls = []url.URL{peerURL}
 	ec.AdvertisePeerUrls = []url.URL{peerURL}
-	// A new single-member cluster. On a restart etcd finds the member's WAL
-	// and takes membership from it, ignoring these two settings.
+	if t := cfg.PeerTLS; t != nil {
+		ec.PeerTLSInfo = transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.CAFile, ClientCertAuth: true}
+	}
+	// A new single-member cluster, or joining the members a server gave
+	// us. On a restart etcd finds the member's WAL and takes membership
+	// from it, ignoring these settings.
 	ec.InitialCluster = cfg.Name + "=" + peerURL.String()
 	ec.ClusterState = embed.ClusterStateFlagNew
+	if cfg.InitialCluster != "" {
+		ec.InitialCluster = cfg.InitialCluster
+		ec.ClusterState = embed.ClusterStateFlagExisting
+	}
 	ec.InitialClusterToken = "skiff"
+	// Refuse membership changes that would leave the cluster without
+	// quorum, and let one server at a time catch up as a learner.
+	ec.StrictReconfigCheck = true
 	ec.ForceNewCluster = cfg.ForceNewCluster
 
 	ec.MaxRequestBytes = maxRequestBytes
@@ -289,6 +322,26 @@ func (cfg Config) embedConfig(stopping *atomic.Bool) *embed.Config {
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(cfg.Logger, level, stopping))
 	return ec
 }
+
+// peerURL is where peers reach this member.
+func (cfg Config) peerURL() url.URL {
+	host := cfg.ListenAddress
+	if cfg.PeerAddress != "" {
+		host = cfg.PeerAddress
+	}
+	scheme := "http"
+	if cfg.PeerTLS != nil {
+		scheme = "https"
+	}
+	return url.URL{Scheme: scheme, Host: net.JoinHostPort(host, strconv.Itoa(cfg.PeerPort))}
+}
+
+// PeerURL is where peers reach a member started with cfg.
+func (cfg Config) PeerURL() string { u := cfg.peerURL(); return u.String() }
+
+// MemberExists reports whether dataDir already holds a member: a server
+// that has one restarts from it instead of joining again.
+func MemberExists(dataDir string) bool { return memberExists(dataDir) }
 
 // memberExists reports whether dataDir already holds a member, for the
 // start-up log line: a restart and a brand-new cluster look alike otherwise.

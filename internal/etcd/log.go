@@ -48,8 +48,16 @@ func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Che
 	return ce
 }
 
+// storageVersionMsg is logged at error level by a member that has just
+// joined, before its first snapshot carries the raft term; etcd retries
+// and it resolves itself.
+const storageVersionMsg = "failed to update storage version"
+
 func (c *slogCore) level(e zapcore.Entry) zapcore.Level {
 	if e.Message == serveFailedMsg && e.Level < zapcore.DPanicLevel && c.stopping.Load() {
+		return zapcore.DebugLevel
+	}
+	if e.Message == storageVersionMsg && e.Level < zapcore.DPanicLevel {
 		return zapcore.DebugLevel
 	}
 	return e.Level

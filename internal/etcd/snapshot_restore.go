@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -60,7 +58,7 @@ func Restore(ctx context.Context, cfg Config, snapshotPath string) (movedTo stri
 	defer os.RemoveAll(tmp)
 	out := filepath.Join(tmp, "etcd")
 
-	peerURL := url.URL{Scheme: "http", Host: net.JoinHostPort(cfg.ListenAddress, strconv.Itoa(cfg.PeerPort))}
+	peerURL := cfg.peerURL()
 	level := zapcore.WarnLevel
 	if cfg.Debug {
 		level = zapcore.InfoLevel

@@ -74,7 +74,7 @@ func (ca *CA) SignClientCSR(csrPEM []byte, cn string, orgs []string) ([]byte, er
 	}
 	certPEM, err := ca.signLeaf(csr.PublicKey, leafSpec{
 		subject: pkix.Name{CommonName: cn, Organization: dedupStrings(orgs)},
-		usage:   x509.ExtKeyUsageClientAuth,
+		usages:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sign client certificate for %s: %w", cn, err)
@@ -92,7 +92,7 @@ func (ca *CA) SignServingCSR(csrPEM []byte, cn string, orgs, dnsNames []string, 
 	}
 	certPEM, err := ca.signLeaf(csr.PublicKey, leafSpec{
 		subject: pkix.Name{CommonName: cn, Organization: dedupStrings(orgs)},
-		usage:   x509.ExtKeyUsageServerAuth,
+		usages:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		dns:     dedupStrings(dnsNames),
 		ips:     dedupIPs(ips),
 	})

@@ -142,12 +142,22 @@ func (ca *CA) CertPool() *x509.CertPool {
 // is replaced when it lacks a wanted SAN, was signed by another CA or expires
 // within 90 days; its key is kept so pinned keys survive a renewal.
 func (ca *CA) EnsureServingCert(dir, name string, dnsNames []string, ips []net.IP) (certFile, keyFile string, err error) {
+	return ca.ensureServerCert(dir, name, dnsNames, ips, x509.ExtKeyUsageServerAuth)
+}
+
+// EnsurePeerCert is EnsureServingCert for a certificate that is also
+// presented as a client: etcd members use one certificate both ways.
+func (ca *CA) EnsurePeerCert(dir, name string, dnsNames []string, ips []net.IP) (certFile, keyFile string, err error) {
+	return ca.ensureServerCert(dir, name, dnsNames, ips, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+}
+
+func (ca *CA) ensureServerCert(dir, name string, dnsNames []string, ips []net.IP, usages ...x509.ExtKeyUsage) (certFile, keyFile string, err error) {
 	dnsNames = dedupStrings(dnsNames)
 	ips = dedupIPs(ips)
 	leaf := leafSpec{
 		name:    name,
 		subject: pkix.Name{CommonName: servingCN(name, dnsNames, ips)},
-		usage:   x509.ExtKeyUsageServerAuth,
+		usages:  usages,
 		dns:     dnsNames,
 		ips:     ips,
 		fits: func(c *x509.Certificate) bool {
@@ -188,7 +198,7 @@ func (ca *CA) EnsureClientCert(dir, name, cn string, orgs []string) (certPEM, ke
 	leaf := leafSpec{
 		name:    name,
 		subject: pkix.Name{CommonName: cn, Organization: orgs},
-		usage:   x509.ExtKeyUsageClientAuth,
+		usages:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		fits: func(c *x509.Certificate) bool {
 			// Order of O does not matter for authorization, so compare as sets.
 			have := slices.Sorted(slices.Values(dedupStrings(c.Subject.Organization)))
@@ -205,7 +215,7 @@ func (ca *CA) EnsureClientCert(dir, name, cn string, orgs []string) (certPEM, ke
 type leafSpec struct {
 	name    string
 	subject pkix.Name
-	usage   x509.ExtKeyUsage
+	usages  []x509.ExtKeyUsage
 	dns     []string
 	ips     []net.IP
 	fits    func(*x509.Certificate) bool
@@ -267,7 +277,7 @@ func (ca *CA) leafIsCurrent(certPEM []byte, key crypto.Signer, spec leafSpec) bo
 	return keyMatches(cert, key) &&
 		cert.CheckSignatureFrom(ca.Cert) == nil &&
 		time.Until(cert.NotAfter) > renewBefore &&
-		slices.Contains(cert.ExtKeyUsage, spec.usage) &&
+		!slices.ContainsFunc(spec.usages, func(u x509.ExtKeyUsage) bool { return !slices.Contains(cert.ExtKeyUsage, u) }) &&
 		spec.fits(cert)
 }
 
@@ -289,7 +299,7 @@ func (ca *CA) signLeaf(pub crypto.PublicKey, spec leafSpec) ([]byte, error) {
 		NotBefore:             now.Add(-backdate),
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:           []x509.ExtKeyUsage{spec.usage},
+		ExtKeyUsage:           spec.usages,
 		BasicConstraintsValid: true,
 		DNSNames:              spec.dns,
 		IPAddresses:           spec.ips,

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"skiff/internal/controller/manager"
+	"skiff/internal/etcd"
 	"skiff/internal/leader"
 )
 
@@ -24,14 +24,14 @@ const LeaderLeaseName = "skiff-control-plane"
 
 // runControlPlane campaigns for leadership and, while this server leads,
 // runs the scheduler and controllers. It returns when ctx is done.
-func (s *Server) runControlPlane(ctx context.Context, etcdClient *clientv3.Client, rc *rest.Config) error {
+func (s *Server) runControlPlane(ctx context.Context, db *etcd.Etcd, rc *rest.Config) error {
 	entries := controllerEntries(s.cfg)
 	if len(entries) == 0 {
 		return nil
 	}
 	identity := s.cfg.NodeName
 	el, err := leader.New(leader.Config{
-		Client:   etcdClient,
+		Client:   db.Client(),
 		Prefix:   "/skiff/leader/control-plane",
 		Identity: identity,
 		TTL:      s.cfg.LeaderElectTTL,
@@ -49,8 +49,9 @@ func (s *Server) runControlPlane(ctx context.Context, etcdClient *clientv3.Clien
 		if client, err := kubernetes.NewForConfig(rc); err != nil {
 			s.log.Error("leader lease not published: build client", "err", err)
 		} else {
-			published.Add(1)
+			published.Add(2)
 			go func() { defer published.Done(); s.publishLeader(pubCtx, client, identity) }()
+			go func() { defer published.Done(); s.removeDeletedServers(pubCtx, db, client) }()
 		}
 		if err := manager.Run(ctx, manager.Config{RESTConfig: rc, Logger: s.log.With("component", "controller-manager"), Controllers: entries}); err != nil {
 			s.log.Error("controller manager failed", "err", err)

@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -78,12 +79,20 @@ func (s *Server) Layout() config.Layout { return config.Layout{DataDir: s.cfg.Da
 func (s *Server) Run(ctx context.Context) error {
 	layout := s.Layout()
 	s.log.Info("starting", "dataDir", s.cfg.DataDir, "version", s.version)
+	var joinRoots *x509.CertPool
+	if s.joining(layout) {
+		var err error
+		if joinRoots, err = s.fetchClusterBootstrap(ctx, layout); err != nil {
+			return err
+		}
+	}
 	tlsFiles, err := s.ensureTLS(layout)
 	if err != nil {
 		return err
 	}
 
 	etcdCfg := etcd.Config{
+		Name:                s.cfg.NodeName,
 		DataDir:             layout.EtcdDir(),
 		ListenAddress:       s.cfg.EtcdListenAddress,
 		ClientPort:          s.cfg.EtcdClientPort,
@@ -93,14 +102,31 @@ func (s *Server) Run(ctx context.Context) error {
 		Logger:              s.log.With("component", "etcd"),
 		Debug:               s.cfg.Debug,
 	}
+	if s.clustered(layout) {
+		if err := s.peerSetup(layout, tlsFiles.ca, &etcdCfg); err != nil {
+			return err
+		}
+	}
 	if err := s.clusterReset(ctx, &etcdCfg); err != nil {
 		return err
+	}
+	if joinRoots != nil {
+		if err := s.addEtcdMember(ctx, joinRoots, &etcdCfg); err != nil {
+			return err
+		}
 	}
 	db, err := etcd.Start(ctx, etcdCfg)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	if db.IsLearner() {
+		// A learner cannot serve the API's linearizable reads and writes.
+		s.log.Info("catching up with the cluster as an etcd learner")
+		if err := db.PromoteSelf(ctx); err != nil {
+			return err
+		}
+	}
 
 	reg, err := registry.NewWithOptions(registry.Options{
 		DefaultNotReadyTolerationSeconds: s.cfg.Controllers.DefaultNotReadyTolerationSeconds,
@@ -120,6 +146,7 @@ func (s *Server) Run(ctx context.Context) error {
 		TokenSecret:       tlsFiles.tokenSecret,
 		CA:                tlsFiles.ca,
 		KubeletClientCert: &tlsFiles.kubeletClient,
+		ServerJoin:        &serverJoin{db: db, secret: tlsFiles.tokenSecret},
 		ServiceCIDR:       s.cfg.ServiceCIDR,
 		NodePortRange:     s.cfg.NodePortRange,
 		AdvertiseIP:       s.advertiseIP(),
@@ -157,8 +184,9 @@ func (s *Server) Run(ctx context.Context) error {
 	// The control loops stop first, while the API still answers them.
 	cpCtx, stopControlPlane := context.WithCancel(runCtx)
 	cpDone := make(chan error, 1)
-	go func() { cpDone <- s.runControlPlane(cpCtx, db.Client(), rc) }()
+	go func() { cpDone <- s.runControlPlane(cpCtx, db, rc) }()
 	snapDone := s.startSnapshots(cpCtx, db.Client())
+	membershipDone := s.startMembership(cpCtx, db, layout)
 
 	select {
 	case <-ctx.Done():
@@ -173,6 +201,7 @@ func (s *Server) Run(ctx context.Context) error {
 		err = cpErr
 	}
 	<-snapDone
+	<-membershipDone
 	cancel()
 	if apiErr := <-apiDone; apiErr != nil && err == nil {
 		err = apiErr

@@ -215,7 +215,7 @@ func loadLeaf(certFile, keyFile string, roots *x509.CertPool, usage x509.ExtKeyU
 
 // requestCerts fetches and checks the CA, then has it sign new keys.
 func requestCerts(ctx context.Context, cfg Config, caHash string, res *Result) error {
-	caPEM, err := fetchCA(ctx, cfg.ServerURL, caHash)
+	caPEM, err := FetchCA(ctx, cfg.ServerURL, caHash)
 	if err != nil {
 		return err
 	}
@@ -324,10 +324,10 @@ func nodePassword(path string) (string, error) {
 	return password, nil
 }
 
-// fetchCA gets /cacerts without verifying the server, which is the only way
+// FetchCA gets /cacerts without verifying the server, which is the only way
 // to get a CA one does not have yet, and accepts it only when its hash is
 // the one in the token.
-func fetchCA(ctx context.Context, serverURL, caHash string) ([]byte, error) {
+func FetchCA(ctx context.Context, serverURL, caHash string) ([]byte, error) {
 	client := &http.Client{Timeout: requestTimeout, Transport: &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		// Nothing secret is sent on this connection and what comes back is
@@ -359,44 +359,71 @@ func fetchCA(ctx context.Context, serverURL, caHash string) ([]byte, error) {
 
 // postCSRs sends the CSRs over TLS verified against the pinned CA.
 func postCSRs(ctx context.Context, cfg Config, roots *x509.CertPool, body *apiserver.NodeCertsRequest) (*apiserver.NodeCertsResponse, error) {
+	var out apiserver.NodeCertsResponse
+	err := Call(ctx, cfg.ServerURL, cfg.Token, roots, http.MethodPost, apiserver.NodeCertsPath, body, &out)
+	var se *StatusError
+	if errors.As(err, &se) && se.Code == http.StatusForbidden {
+		return nil, fmt.Errorf("request node certificates: %w (or give this machine another --node-name)", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("request node certificates: %w", err)
+	}
+	return &out, nil
+}
+
+// StatusError is a join endpoint's refusal.
+type StatusError struct {
+	Code    int
+	Message string
+}
+
+func (e *StatusError) Error() string { return e.Message }
+
+// Call sends in (nil for none) as JSON to a join endpoint of the server at
+// serverURL, authenticated with the join token, over TLS verified against
+// roots (the CA pinned by FetchCA), and decodes the answer into out.
+func Call(ctx context.Context, serverURL, token string, roots *x509.CertPool, method, path string, in, out any) error {
 	client := &http.Client{Timeout: requestTimeout, Transport: &http.Transport{
 		Proxy:           http.ProxyFromEnvironment,
 		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 	}}
 	defer client.CloseIdleConnections()
-	data, err := json.Marshal(body)
-	if err != nil {
-		return nil, fmt.Errorf("encode node certificate request: %w", err)
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(data)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(cfg.ServerURL, "/")+apiserver.NodeCertsPath, bytes.NewReader(data))
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(serverURL, "/")+path, body)
 	if err != nil {
-		return nil, fmt.Errorf("request node certificates: %w", err)
+		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(cfg.Token))
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(token))
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("request node certificates: %w", err)
+		return err
 	}
 	defer resp.Body.Close()
-	data, err = io.ReadAll(io.LimitReader(resp.Body, maxResponseSize))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize))
 	if err != nil {
-		return nil, fmt.Errorf("request node certificates: %w", err)
+		return err
 	}
 	switch resp.StatusCode {
-	case http.StatusOK:
+	case http.StatusOK, http.StatusCreated:
 	case http.StatusUnauthorized:
-		return nil, fmt.Errorf("request node certificates: the server refused the token (401 Unauthorized): check --token against the server's token file")
-	case http.StatusForbidden:
-		return nil, fmt.Errorf("request node certificates: %s (or give this machine another --node-name)", statusMessage(resp, data))
+		return &StatusError{Code: resp.StatusCode, Message: "the server refused the token (401 Unauthorized): check --token against the server's token file"}
 	default:
-		return nil, fmt.Errorf("request node certificates: %s", statusMessage(resp, data))
+		return &StatusError{Code: resp.StatusCode, Message: statusMessage(resp, data)}
 	}
-	var out apiserver.NodeCertsResponse
-	if err := json.Unmarshal(data, &out); err != nil {
-		return nil, fmt.Errorf("decode node certificates: %w", err)
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
 	}
-	return &out, nil
+	return nil
 }
 
 // statusMessage is the message of a Kubernetes Status answer, or the

@@ -1,0 +1,136 @@
+package server
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Bootstrap data is what a joining server needs to be one of the cluster's
+// servers: the CA (with its key) and the join token. It is kept in etcd,
+// sealed with a key derived from the token's secret, so that etcd data and
+// snapshots do not give away the CA key to someone without the token (as
+// k3s does).
+type bootstrapData struct {
+	CACert []byte `json:"caCert"`
+	CAKey  []byte `json:"caKey"`
+	Token  string `json:"token"`
+}
+
+// sealedBootstrap is the stored form.
+type sealedBootstrap struct {
+	Version int    `json:"version"`
+	Salt    []byte `json:"salt"`
+	Nonce   []byte `json:"nonce"`
+	Data    []byte `json:"data"`
+}
+
+const (
+	bootstrapPrefix = "/skiff/bootstrap/"
+	// bootstrapKDFIterations slows down guessing a token from a stolen
+	// snapshot; one derivation per join costs a few tens of milliseconds.
+	bootstrapKDFIterations = 200_000
+)
+
+// bootstrapKey is where the data sealed with secret lives: named by a hash
+// of the secret, so a rotated token would get its own entry.
+func bootstrapKey(secret string) string {
+	sum := sha256.Sum256([]byte("skiff-bootstrap:" + secret))
+	return bootstrapPrefix + hex.EncodeToString(sum[:8])
+}
+
+func sealBootstrap(secret string, d bootstrapData) ([]byte, error) {
+	plain, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return nil, err
+	}
+	aead, err := bootstrapAEAD(secret, salt)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return json.Marshal(&sealedBootstrap{Version: 1, Salt: salt, Nonce: nonce, Data: aead.Seal(nil, nonce, plain, nil)})
+}
+
+func openBootstrap(secret string, sealed []byte) (bootstrapData, error) {
+	var s sealedBootstrap
+	var d bootstrapData
+	if err := json.Unmarshal(sealed, &s); err != nil {
+		return d, fmt.Errorf("decode sealed bootstrap data: %w", err)
+	}
+	if s.Version != 1 {
+		return d, fmt.Errorf("sealed bootstrap data has version %d; this skiff reads version 1: run the same skiff version on every server", s.Version)
+	}
+	aead, err := bootstrapAEAD(secret, s.Salt)
+	if err != nil {
+		return d, err
+	}
+	plain, err := aead.Open(nil, s.Nonce, s.Data, nil)
+	if err != nil {
+		return d, errors.New("cannot open the cluster's bootstrap data with this token: is it the cluster's current token?")
+	}
+	if err := json.Unmarshal(plain, &d); err != nil {
+		return d, fmt.Errorf("decode bootstrap data: %w", err)
+	}
+	return d, nil
+}
+
+func bootstrapAEAD(secret string, salt []byte) (cipher.AEAD, error) {
+	key, err := pbkdf2.Key(sha256.New, secret, salt, bootstrapKDFIterations, 32)
+	if err != nil {
+		return nil, fmt.Errorf("derive bootstrap key: %w", err)
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// storeBootstrap seals d into etcd unless an entry for this token exists.
+func storeBootstrap(ctx context.Context, cli *clientv3.Client, secret string, d bootstrapData) error {
+	k := bootstrapKey(secret)
+	if resp, err := cli.Get(ctx, k, clientv3.WithCountOnly()); err != nil {
+		return fmt.Errorf("read bootstrap data: %w", err)
+	} else if resp.Count > 0 {
+		return nil
+	}
+	sealed, err := sealBootstrap(secret, d)
+	if err != nil {
+		return fmt.Errorf("seal bootstrap data: %w", err)
+	}
+	// Of two servers storing at once, the first wins; both hold the same.
+	_, err = cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).Then(clientv3.OpPut(k, string(sealed))).Commit()
+	if err != nil {
+		return fmt.Errorf("store bootstrap data: %w", err)
+	}
+	return nil
+}
+
+// loadBootstrap returns the sealed bootstrap data for secret.
+func loadBootstrap(ctx context.Context, cli *clientv3.Client, secret string) ([]byte, error) {
+	resp, err := cli.Get(ctx, bootstrapKey(secret))
+	if err != nil {
+		return nil, fmt.Errorf("read bootstrap data: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, errors.New("no bootstrap data for this token in etcd yet")
+	}
+	return resp.Kvs[0].Value, nil
+}

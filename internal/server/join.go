@@ -1,0 +1,205 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"skiff/internal/apiserver"
+	"skiff/internal/config"
+	"skiff/internal/etcd"
+	"skiff/internal/kubelet/bootstrap"
+	"skiff/internal/pki"
+)
+
+// A server joins another's cluster in two steps around ensureTLS: first it
+// takes the cluster's CA and token (fetchClusterBootstrap), so that its own
+// certificates come from the cluster CA; then, with its etcd configured, it
+// has itself added as an etcd learner (addEtcdMember) and starts etcd with
+// the members it was given. A server that has etcd data already restarts
+// from it and does neither.
+
+// joining reports whether this start joins another server's cluster.
+func (s *Server) joining(layout config.Layout) bool {
+	return s.cfg.JoinURL != "" && !etcd.MemberExists(layout.EtcdDir())
+}
+
+// clustered reports whether etcd takes peers over TLS on the node address:
+// asked for now, or set up so by an earlier start.
+func (s *Server) clustered(layout config.Layout) bool {
+	if s.cfg.ClusterInit || s.cfg.JoinURL != "" {
+		return true
+	}
+	_, err := os.Stat(layout.ClusterMarker())
+	return err == nil
+}
+
+// fetchClusterBootstrap pins the joined server's CA with the token, opens
+// the cluster's bootstrap data with the token's secret, and writes the CA
+// and the token into this server's data dir. It returns the CA pool the
+// rest of the join trusts.
+func (s *Server) fetchClusterBootstrap(ctx context.Context, layout config.Layout) (*x509.CertPool, error) {
+	caHash, secret, err := pki.ParseToken(s.cfg.Token)
+	if err != nil {
+		return nil, fmt.Errorf("join: --token: %w", err)
+	}
+	if caHash == "" {
+		return nil, errors.New("join: the token has no CA hash: use the full token (K10<hash>::server:<secret>) that `skiff token` prints, so the server's identity can be checked")
+	}
+	log := s.log.With("component", "join", "server", s.cfg.JoinURL)
+	log.Info("joining the cluster as another server")
+	var caPEM []byte
+	var resp apiserver.ServerBootstrapResponse
+	err = retryJoin(ctx, log, "fetch the cluster CA and bootstrap data", func() error {
+		var err error
+		if caPEM, err = bootstrap.FetchCA(ctx, s.cfg.JoinURL, caHash); err != nil {
+			return err
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(caPEM)
+		return bootstrap.Call(ctx, s.cfg.JoinURL, s.cfg.Token, pool, http.MethodGet, apiserver.ServerBootstrapPath, nil, &resp)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("join %s: %w", s.cfg.JoinURL, err)
+	}
+	data, err := openBootstrap(secret, resp.Sealed)
+	if err != nil {
+		return nil, fmt.Errorf("join %s: %w", s.cfg.JoinURL, err)
+	}
+	if !bytes.Equal(data.CACert, caPEM) {
+		return nil, fmt.Errorf("join %s: the bootstrap data holds another CA than the server presents", s.cfg.JoinURL)
+	}
+	if _, err := pki.ParseKeyPEM(data.CAKey); err != nil {
+		return nil, fmt.Errorf("join %s: bootstrap data: CA key: %w", s.cfg.JoinURL, err)
+	}
+	dir := layout.TLSDir()
+	certFile, keyFile := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	if cur, err := os.ReadFile(certFile); err == nil && !bytes.Equal(cur, caPEM) {
+		return nil, fmt.Errorf("join %s: %s holds the CA of another cluster; this server was a server of its own. Remove %s to join (its data is lost)",
+			s.cfg.JoinURL, certFile, s.cfg.DataDir)
+	}
+	// The key first: EnsureCA treats a lone key as an unfinished CA.
+	if err := pki.WriteFileAtomic(keyFile, data.CAKey, 0o600); err != nil {
+		return nil, fmt.Errorf("join: write CA key: %w", err)
+	}
+	if err := pki.WriteFileAtomic(certFile, caPEM, 0o644); err != nil {
+		return nil, fmt.Errorf("join: write CA certificate: %w", err)
+	}
+	if err := pki.WriteFileAtomic(layout.TokenFile(), []byte(strings.TrimSpace(data.Token)+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("join: write token: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	return pool, nil
+}
+
+// addEtcdMember has the joined server add this one as an etcd learner and
+// points ec at the members to join.
+func (s *Server) addEtcdMember(ctx context.Context, roots *x509.CertPool, ec *etcd.Config) error {
+	log := s.log.With("component", "join", "server", s.cfg.JoinURL)
+	req := apiserver.EtcdMemberRequest{Name: ec.Name, PeerURL: ec.PeerURL()}
+	var resp apiserver.EtcdMemberResponse
+	err := retryJoin(ctx, log, "become an etcd member", func() error {
+		return bootstrap.Call(ctx, s.cfg.JoinURL, s.cfg.Token, roots, http.MethodPost, apiserver.EtcdMembersPath, &req, &resp)
+	})
+	if err != nil {
+		return fmt.Errorf("join %s: %w", s.cfg.JoinURL, err)
+	}
+	log.Info("added as an etcd learner; starting etcd", "initial-cluster", resp.InitialCluster)
+	ec.InitialCluster = resp.InitialCluster
+	return nil
+}
+
+// retryJoin retries call while the server is unreachable or busy (it may
+// be starting too, or another server may be joining), and gives up at once
+// on a refusal.
+func retryJoin(ctx context.Context, log interface{ Warn(string, ...any) }, what string, call func() error) error {
+	delay := time.Second
+	for {
+		err := call()
+		var se *bootstrap.StatusError
+		if err == nil || errors.As(err, &se) && se.Code < 500 && se.Code != http.StatusTooManyRequests {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
+		}
+		log.Warn("join: cannot "+what+" yet; retrying", "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 15*time.Second)
+	}
+}
+
+// peerSetup configures etcd for peers over TLS on the advertise address.
+func (s *Server) peerSetup(layout config.Layout, ca *pki.CA, ec *etcd.Config) error {
+	ip := s.advertiseIP()
+	// A loopback address is taken only when given explicitly (several
+	// servers on one machine, in tests).
+	if ip.IsUnspecified() || ip.IsLoopback() && len(s.cfg.AdvertiseIPs) == 0 {
+		return fmt.Errorf("other servers cannot reach this one at %s: set --node-ip to an address they can reach", ip)
+	}
+	certFile, keyFile, err := ca.EnsurePeerCert(layout.TLSDir(), "etcd-peer", []string{s.cfg.NodeName, "localhost"}, []net.IP{ip, net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return fmt.Errorf("etcd peer certificate: %w", err)
+	}
+	ec.PeerAddress = ip.String()
+	ec.PeerTLS = &etcd.PeerTLS{CertFile: certFile, KeyFile: keyFile, CAFile: filepath.Join(layout.TLSDir(), "ca.crt")}
+	if err := pki.WriteFileAtomic(layout.ClusterMarker(), []byte(ec.PeerURL()+"\n"), 0o600); err != nil {
+		return fmt.Errorf("remember the cluster setup: %w", err)
+	}
+	return nil
+}
+
+// serverJoin lets other servers join this one's cluster.
+type serverJoin struct {
+	db     *etcd.Etcd
+	secret string
+}
+
+func (j *serverJoin) BootstrapData(ctx context.Context) ([]byte, error) {
+	if err := j.clustered(); err != nil {
+		return nil, err
+	}
+	sealed, err := loadBootstrap(ctx, j.db.Client(), j.secret)
+	if err != nil {
+		return nil, apierrors.NewServiceUnavailable(err.Error())
+	}
+	return sealed, nil
+}
+
+func (j *serverJoin) AddServer(ctx context.Context, name, peerURL string) (string, error) {
+	if err := j.clustered(); err != nil {
+		return "", err
+	}
+	if err := j.db.CheckQuorum(); err != nil {
+		return "", apierrors.NewServiceUnavailable(err.Error())
+	}
+	ms, err := j.db.AddLearner(ctx, name, peerURL)
+	if err != nil {
+		// Mostly "too many learner members": another server is catching
+		// up; the joining one retries.
+		return "", apierrors.NewServiceUnavailable(err.Error())
+	}
+	return etcd.InitialCluster(ms, name, peerURL), nil
+}
+
+func (j *serverJoin) clustered() error {
+	if !strings.HasPrefix(j.db.PeerURL(), "https://") {
+		return apierrors.NewBadRequest("this server was not started with --cluster-init: its etcd takes no peers. Restart it with --cluster-init (its data is kept), then join again")
+	}
+	return nil
+}

@@ -1,0 +1,130 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"skiff/internal/config"
+	"skiff/internal/server"
+	"skiff/internal/server/servertest"
+)
+
+// etcdMembers lists the members seen by the server's etcd: name → voter.
+func etcdMembers(t *testing.T, s *servertest.Server) map[string]bool {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{fmt.Sprintf("http://127.0.0.1:%d", s.Config.EtcdClientPort)}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.MemberList(ctx)
+	if err != nil {
+		t.Fatalf("etcd member list: %v", err)
+	}
+	out := map[string]bool{}
+	for _, m := range resp.Members {
+		out[m.Name] = !m.IsLearner
+	}
+	return out
+}
+
+func clustered(c *config.Server) {
+	c.AdvertiseIPs = []net.IP{net.IPv4(127, 0, 0, 1)}
+}
+
+// TestServersJoin is three servers forming one cluster: the second and
+// third join the first with its token, become voting etcd members, serve
+// the same data, rejoin from their own data after a restart, and a
+// deleted server's node takes its etcd member with it.
+func TestServersJoin(t *testing.T) {
+	s1 := servertest.Start(t, "", clustered, servertest.FastLeaderElection, func(c *config.Server) { c.ClusterInit = true })
+	join := func(c *config.Server) {
+		clustered(c)
+		c.JoinURL = s1.URL()
+		c.Token = s1.JoinToken(t)
+		c.DisableScheduler, c.DisableControllerManager = true, true
+	}
+	s2 := servertest.Start(t, "", join)
+	s3 := servertest.Start(t, "", join)
+
+	members := etcdMembers(t, s1)
+	if len(members) != 3 || !members[s2.Config.NodeName] || !members[s3.Config.NodeName] || !members[s1.Config.NodeName] {
+		t.Fatalf("etcd members %v: want three voters named after the servers", members)
+	}
+
+	ctx := context.Background()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "written-on-s1"}, Data: map[string]string{"k": "v"}}
+	if _, err := s1.Client(t).CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s3.Client(t).CoreV1().ConfigMaps("default").Get(ctx, "written-on-s1", metav1.GetOptions{})
+	if err != nil || got.Data["k"] != "v" {
+		t.Fatalf("read through the third server: %v %v", got, err)
+	}
+
+	// A restart rejoins from the data dir, without being added again.
+	cfg2 := s2.Config
+	s2.Stop(t)
+	s2 = servertest.StartConfig(t, cfg2)
+	if m := etcdMembers(t, s2); len(m) != 3 {
+		t.Fatalf("after restarting s2, members %v", m)
+	}
+
+	// Deleting a dead server's node removes its member (s1 leads).
+	servertest.AddNode(t, s1.Client(t), s3.Config.NodeName)
+	s3.Stop(t)
+	if err := s1.Client(t).CoreV1().Nodes().Delete(ctx, s3.Config.NodeName, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	servertest.Eventually(t, 30*time.Second, "s3's etcd member removed", func() error {
+		if m := etcdMembers(t, s1); len(m) != 2 || m[s3.Config.NodeName] {
+			return fmt.Errorf("members %v", m)
+		}
+		return nil
+	})
+	if _, err := s2.Client(t).CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "after-removal"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("write with two members left: %v", err)
+	}
+}
+
+// TestJoinRefusals: a server that was not started with --cluster-init takes
+// no other servers, and a wrong token is refused at once, each with a
+// message that says what to do.
+func TestJoinRefusals(t *testing.T) {
+	plain := servertest.Start(t, "", servertest.NoControlPlane)
+	joinErr := func(url, token string) error {
+		cfg := config.DefaultServer()
+		cfg.DataDir = t.TempDir()
+		cfg.BindAddress = "127.0.0.1"
+		cfg.HTTPSPort, cfg.EtcdClientPort, cfg.EtcdPeerPort = servertest.FreePort(t), servertest.FreePort(t), servertest.FreePort(t)
+		cfg.DisableAgent, cfg.KubeconfigPath, cfg.NodeName = true, "", "joiner"
+		clustered(&cfg)
+		cfg.JoinURL, cfg.Token = url, token
+		srv, err := server.New(cfg, nil, "test")
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return srv.Run(ctx)
+	}
+	err := joinErr(plain.URL(), plain.JoinToken(t))
+	if err == nil || !strings.Contains(err.Error(), "--cluster-init") {
+		t.Errorf("joining a server without --cluster-init: %v", err)
+	}
+	tok := plain.JoinToken(t)
+	bad := tok[:strings.LastIndex(tok, ":")+1] + "wrong"
+	if err := joinErr(plain.URL(), bad); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("joining with a wrong secret: %v", err)
+	}
+}

@@ -1,0 +1,157 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	"skiff/internal/config"
+	"skiff/internal/etcd"
+	"skiff/internal/pki"
+)
+
+// startMembership does this server's part in a cluster of servers, once it
+// serves: it corrects its advertised peer URL, stores the sealed bootstrap
+// data that joining servers fetch, and warns about an even member count.
+// The returned channel is closed when it is done or ctx ends.
+func (s *Server) startMembership(ctx context.Context, db *etcd.Etcd, layout config.Layout) <-chan struct{} {
+	done := make(chan struct{})
+	if !s.clustered(layout) {
+		close(done)
+		return done
+	}
+	lg := s.log.With("component", "etcd")
+	go func() {
+		defer close(done)
+		// Each step needs quorum, which may take a while after a restart;
+		// retry until it is there.
+		steps := []struct {
+			what string
+			do   func(context.Context) error
+		}{
+			{"update the advertised peer URL", db.EnsurePeerURL},
+			{"store the bootstrap data for joining servers", func(ctx context.Context) error { return s.storeBootstrap(ctx, db, layout) }},
+			{"check the member count", func(ctx context.Context) error { return s.warnEvenMembers(ctx, db) }},
+		}
+		for _, step := range steps {
+			_ = wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
+				stepCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				defer cancel()
+				if err := step.do(stepCtx); err != nil {
+					lg.Warn("cannot "+step.what+" yet; retrying", "err", err)
+					return false, nil
+				}
+				return true, nil
+			})
+		}
+	}()
+	return done
+}
+
+func (s *Server) storeBootstrap(ctx context.Context, db *etcd.Etcd, layout config.Layout) error {
+	dir := layout.TLSDir()
+	caCert, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		return err
+	}
+	caKey, err := os.ReadFile(filepath.Join(dir, "ca.key"))
+	if err != nil {
+		return err
+	}
+	token, err := os.ReadFile(layout.TokenFile())
+	if err != nil {
+		return err
+	}
+	_, secret, err := pki.ParseToken(string(token))
+	if err != nil {
+		return fmt.Errorf("token file: %w", err)
+	}
+	return storeBootstrap(ctx, db.Client(), secret, bootstrapData{CACert: caCert, CAKey: caKey, Token: string(token)})
+}
+
+// warnEvenMembers logs a warning when etcd has an even number of voting
+// members: four tolerate one failure, as three do, with more to go wrong.
+func (s *Server) warnEvenMembers(ctx context.Context, db *etcd.Etcd) error {
+	ms, err := db.Members(ctx)
+	if err != nil {
+		return err
+	}
+	if n := etcd.Voters(ms); n%2 == 0 {
+		s.log.Warn("etcd has an even number of voting members: it tolerates no more failed servers than one member fewer would; add or remove a server",
+			"component", "etcd", "members", n, "tolerates", (n-1)/2)
+	}
+	return nil
+}
+
+// removeDeletedServers removes the etcd member of a server whose Node is
+// deleted (`kubectl delete node s3`), as k3s does: the way to take a dead
+// server out of the cluster for good. It runs on the leader until ctx ends.
+// A member is named after its server's node.
+func (s *Server) removeDeletedServers(ctx context.Context, db *etcd.Etcd, client kubernetes.Interface) {
+	lg := s.log.With("component", "etcd-members")
+	queue := workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "etcd-members"})
+	defer queue.ShutDown()
+	factory := informers.NewSharedInformerFactory(client, 0)
+	nodes := factory.Core().V1().Nodes().Informer()
+	if _, err := nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		DeleteFunc: func(obj any) {
+			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if n, ok := obj.(*corev1.Node); ok {
+				queue.Add(n.Name)
+			}
+		},
+	}); err != nil {
+		lg.Error("watch nodes", "err", err)
+		return
+	}
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), nodes.HasSynced) {
+		return
+	}
+	go func() { <-ctx.Done(); queue.ShutDown() }()
+	for {
+		name, shutdown := queue.Get()
+		if shutdown {
+			return
+		}
+		err := s.removeMemberOf(ctx, db, nodes.GetIndexer(), name)
+		if err != nil && ctx.Err() == nil {
+			lg.Warn("cannot remove the etcd member of a deleted node; retrying", "node", name, "err", err)
+			queue.AddRateLimited(name)
+		} else {
+			queue.Forget(name)
+		}
+		queue.Done(name)
+	}
+}
+
+func (s *Server) removeMemberOf(ctx context.Context, db *etcd.Etcd, nodes cache.Indexer, name string) error {
+	if _, exists, _ := nodes.GetByKey(name); exists {
+		return nil // deleted and registered again
+	}
+	if name == s.cfg.NodeName {
+		s.log.Warn("this server's own node was deleted; its etcd member stays. To remove this server, stop it and delete its node again",
+			"component", "etcd-members", "node", name)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	removed, err := db.RemoveMember(ctx, name)
+	if err == nil && removed {
+		return s.warnEvenMembers(ctx, db)
+	}
+	return err
+}
