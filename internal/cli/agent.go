@@ -41,7 +41,7 @@ func agentCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			dataDirFlag(),
 			&cli.StringFlag{Name: "server", Aliases: []string{"s"}, Usage: "server to join, https://HOST:6443", EnvVars: []string{"SKIFF_URL"}},
-			&cli.StringFlag{Name: "token", Aliases: []string{"t"}, Usage: "join token (`skiff token` on the server prints it)", EnvVars: []string{"SKIFF_TOKEN"}},
+			&cli.StringFlag{Name: "token", Aliases: []string{"t"}, Usage: "join token (run skiff token on the server to print it)", EnvVars: []string{"SKIFF_TOKEN"}},
 			&cli.StringFlag{Name: "token-file", Usage: "file holding the join token", EnvVars: []string{"SKIFF_TOKEN_FILE"}},
 			&cli.StringFlag{Name: "node-name", Usage: "this node's name (default: the host name)", EnvVars: []string{"SKIFF_NODE_NAME"}},
 			&cli.StringFlag{Name: "node-ip", Usage: "this node's IP (default: the address of the default route's interface)"},

@@ -43,7 +43,7 @@ func serverCommand() *cli.Command {
 			&cli.StringFlag{Name: "etcd-snapshot-dir", Usage: "where etcd snapshots are kept (default: <data-dir>/server/db/snapshots)"},
 			&cli.BoolFlag{Name: "cluster-init", Usage: "start a cluster that other servers can join (etcd peers on the node IP, over TLS)", EnvVars: []string{"SKIFF_CLUSTER_INIT"}},
 			&cli.StringFlag{Name: "server", Aliases: []string{"s"}, Usage: "join the cluster of this server as another server, https://HOST:6443", EnvVars: []string{"SKIFF_URL"}},
-			&cli.StringFlag{Name: "token", Aliases: []string{"t"}, Usage: "join token of the cluster to join (`skiff token` on a server prints it)", EnvVars: []string{"SKIFF_TOKEN"}},
+			&cli.StringFlag{Name: "token", Aliases: []string{"t"}, Usage: "join token of the cluster to join (run skiff token on a server to print it)", EnvVars: []string{"SKIFF_TOKEN"}},
 			&cli.StringFlag{Name: "token-file", Usage: "file holding the join token", EnvVars: []string{"SKIFF_TOKEN_FILE"}},
 			&cli.BoolFlag{Name: "cluster-reset", Usage: "make this server the only member of its etcd cluster, keeping its data (or restoring --cluster-reset-restore-path)"},
 			&cli.StringFlag{Name: "cluster-reset-restore-path", Usage: "with --cluster-reset, the etcd snapshot file to restore"},
