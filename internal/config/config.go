@@ -165,8 +165,12 @@ func DefaultServer() Server {
 		NodePortRange:           npr,
 		ClusterDomain:           DefaultClusterDomain,
 		ClusterDNS:              net.ParseIP(DefaultClusterDNS),
-		LeaderElectTTL:          10 * time.Second,
-		EventTTL:                time.Hour,
+		// A killed leader is replaced after its lease expires: the TTL plus
+		// about 3 s when it led etcd too (etcd elects a leader, which then
+		// extends every lease), so 6 s keeps failover under 10 s. A leader
+		// that misses renewals for 4 s steps down.
+		LeaderElectTTL: 6 * time.Second,
+		EventTTL:       time.Hour,
 		Controllers: Controllers{
 			NodeMonitorGracePeriod:           40 * time.Second,
 			DefaultNotReadyTolerationSeconds: 300,
