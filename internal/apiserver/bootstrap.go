@@ -7,14 +7,12 @@ import (
 	"net"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/uuid"
-	"k8s.io/utils/ptr"
 
 	"skiff/internal/config"
 	"skiff/internal/storage"
@@ -24,7 +22,8 @@ import (
 var systemNamespaces = []string{"default", "kube-system", "kube-public", "kube-node-lease"}
 
 // bootstrap creates the namespaces and the default/kubernetes service that
-// every cluster has, and points the service's endpoints at this server.
+// every cluster has, and, without Config.Etcd, points the service's
+// endpoints at this server alone.
 func (s *Server) bootstrap(ctx context.Context) error {
 	for _, ns := range systemNamespaces {
 		if err := s.ensure(ctx, "", "v1", "namespaces", &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
@@ -45,37 +44,12 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	if err := s.ensureDNSService(ctx); err != nil {
 		return err
 	}
-	ip := s.cfg.AdvertiseIP
-	if ip == nil {
-		ip = net.IPv4(127, 0, 0, 1)
+	if s.cfg.Etcd != nil {
+		// Run starts the endpoint reconciler, which lists every live
+		// server (apiserverlease.go).
+		return nil
 	}
-	ep := &corev1.Endpoints{
-		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default",
-			Labels: map[string]string{"endpointslice.kubernetes.io/skip-mirror": "true"}},
-		Subsets: []corev1.EndpointSubset{{
-			Addresses: []corev1.EndpointAddress{{IP: ip.String()}},
-			Ports:     []corev1.EndpointPort{{Name: "https", Port: int32(s.port()), Protocol: corev1.ProtocolTCP}},
-		}},
-	}
-	if err := s.ensureSpec(ctx, "", "v1", "endpoints", ep, func(cur runtime.Object) runtime.Object {
-		e := cur.(*corev1.Endpoints)
-		e.Subsets = ep.Subsets
-		return e
-	}); err != nil {
-		return err
-	}
-	slice := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default",
-			Labels: map[string]string{discoveryv1.LabelServiceName: "kubernetes", discoveryv1.LabelManagedBy: "skiff-apiserver"}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip.String()}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(int32(s.port())), Protocol: ptr.To(corev1.ProtocolTCP)}},
-	}
-	return s.ensureSpec(ctx, "discovery.k8s.io", "v1", "endpointslices", slice, func(cur runtime.Object) runtime.Object {
-		e := cur.(*discoveryv1.EndpointSlice)
-		e.Endpoints, e.Ports = slice.Endpoints, slice.Ports
-		return e
-	})
+	return s.writeAPIEndpoints(ctx, []string{s.advertiseIP().String()})
 }
 
 func (s *Server) port() int {

@@ -15,6 +15,11 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	health := func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/readyz") {
+			// Checked first: without quorum the etcd read below would wait.
+			if err := s.checkQuorum(); err != nil {
+				http.Error(w, fmt.Sprintf("[-]etcd-quorum failed: %v\nreadyz check failed", err), http.StatusInternalServerError)
+				return
+			}
 			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 			defer cancel()
 			if _, err := s.store.CurrentRevision(ctx); err != nil {
@@ -95,8 +100,18 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, apierrors.NewMethodNotSupported(res.GroupResource(), r.Method))
 		return
 	}
+	// Every request below reads or writes etcd, which would hang.
+	if s.refuseWithoutQuorum(w, r) {
+		return
+	}
 	if s.serveKubeletProxy(w, r, ri, res) {
 		return
+	}
+	// Watches and the kubelet proxy above are long-running: no deadline.
+	if ri.verb != "watch" {
+		var cancel context.CancelFunc
+		w, r, cancel = withRequestTimeout(w, r)
+		defer cancel()
 	}
 	if ri.subresource != "" && !res.HasSubresource(ri.subresource) {
 		writeError(w, s.log, apierrors.NewNotFound(res.GroupResource(), ri.name+"/"+ri.subresource))

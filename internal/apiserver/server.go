@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 
 	"skiff/internal/config"
@@ -62,6 +63,20 @@ type Config struct {
 	Version string
 	// EventTTL is how long events are kept (0: Kubernetes' 1 hour).
 	EventTTL time.Duration
+
+	// High availability (apiserverlease.go, quorum.go).
+	//
+	// Etcd, when set, registers this server under /skiff/apiserver-leases/
+	// on an etcd lease, and default/kubernetes lists every registered
+	// server; when nil it lists only this server.
+	Etcd *clientv3.Client
+	// EndpointLeaseTTL is how long a server that died without revoking its
+	// registration stays in default/kubernetes (0: 15 s).
+	EndpointLeaseTTL time.Duration
+	// Quorum returns nil while this server's etcd member sees a leader, else
+	// why not; then /api and /apis requests answer 503 and /readyz fails.
+	// Nil means always fine.
+	Quorum func() error
 }
 
 // Server is the API server.
@@ -166,6 +181,13 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.bootstrap(ctx); err != nil {
 		_ = srv.Close()
 		return fmt.Errorf("apiserver: create default objects: %w", err)
+	}
+	endpointsCtx, stopEndpoints := context.WithCancel(ctx)
+	endpointsDone, err := s.startEndpointReconciler(endpointsCtx)
+	defer func() { stopEndpoints(); <-endpointsDone }()
+	if err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("apiserver: %w", err)
 	}
 	s.log.Info("ready", "address", ln.Addr().String())
 	close(s.ready)

@@ -147,6 +147,8 @@ func (s *Server) Run(ctx context.Context) error {
 		CA:                tlsFiles.ca,
 		KubeletClientCert: &tlsFiles.kubeletClient,
 		ServerJoin:        &serverJoin{db: db, secret: tlsFiles.tokenSecret},
+		Etcd:              db.Client(),
+		Quorum:            db.CheckQuorum,
 		ServiceCIDR:       s.cfg.ServiceCIDR,
 		NodePortRange:     s.cfg.NodePortRange,
 		AdvertiseIP:       s.advertiseIP(),
