@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -126,5 +127,56 @@ func TestJoinRefusals(t *testing.T) {
 	bad := tok[:strings.LastIndex(tok, ":")+1] + "wrong"
 	if err := joinErr(plain.URL(), bad); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("joining with a wrong secret: %v", err)
+	}
+}
+
+// TestRestoreThenServersRejoin: a snapshot of a two-server cluster is
+// restored into a new one-member cluster on a wiped first server; the
+// second server, wiped too, joins it again and sees every object.
+func TestRestoreThenServersRejoin(t *testing.T) {
+	s1 := servertest.Start(t, "", clustered, servertest.NoControlPlane, func(c *config.Server) {
+		c.ClusterInit = true
+		c.EtcdSnapshots.Disable = true
+	})
+	join := func(c *config.Server) {
+		clustered(c)
+		c.JoinURL, c.Token = s1.URL(), s1.JoinToken(t)
+		c.DisableScheduler, c.DisableControllerManager = true, true
+		c.EtcdSnapshots.Disable = true
+	}
+	s2 := servertest.Start(t, "", join)
+	createConfigMap(t, s2.Client(t), "before-a")
+	createConfigMap(t, s1.Client(t), "before-b")
+	snap := saveSnapshot(t, s1, t.TempDir())
+	cfg1, cfg2 := s1.Config, s2.Config
+	s2.Stop(t)
+	s1.Stop(t)
+
+	layout := config.Layout{DataDir: cfg1.DataDir}
+	if err := os.RemoveAll(layout.EtcdDir()); err != nil {
+		t.Fatal(err)
+	}
+	cfg1.EtcdSnapshots = config.EtcdSnapshots{Disable: true, ClusterReset: true, RestorePath: snap.Path}
+	restored := servertest.StartConfig(t, cfg1)
+	if m := etcdMembers(t, restored); len(m) != 1 {
+		t.Fatalf("after the restore, members %v: want only the restored server", m)
+	}
+	if !configMapExists(t, restored.Client(t), "before-a") || !configMapExists(t, restored.Client(t), "before-b") {
+		t.Fatal("objects in the snapshot are missing after the restore")
+	}
+
+	// The second server's data belongs to the old cluster: wiped, it
+	// joins the restored one.
+	if err := os.RemoveAll(cfg2.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	cfg2.JoinURL = restored.URL()
+	cfg2.HTTPSPort, cfg2.EtcdClientPort, cfg2.EtcdPeerPort = servertest.FreePort(t), servertest.FreePort(t), servertest.FreePort(t)
+	rejoined := servertest.StartConfig(t, cfg2)
+	if m := etcdMembers(t, restored); len(m) != 2 || !m[cfg2.NodeName] {
+		t.Fatalf("after the second server rejoined, members %v", m)
+	}
+	if !configMapExists(t, rejoined.Client(t), "before-a") {
+		t.Fatal("the rejoined server does not see the restored objects")
 	}
 }
