@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"skiff/internal/storage"
 
@@ -34,6 +35,9 @@ func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
 	if status.Code == http.StatusInternalServerError {
 		log.Error("request failed", "err", err)
 	}
+	if d := status.Details; d != nil && d.RetryAfterSeconds > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(d.RetryAfterSeconds)))
+	}
 	writeJSON(w, int(status.Code), status)
 }
 
@@ -45,6 +49,14 @@ func toStatus(err error) *metav1.Status {
 		if s.Status == "" {
 			s.Status = metav1.StatusFailure
 		}
+		return &s
+	}
+	// etcd electing a leader or overloaded: a retry soon succeeds, so say
+	// so (503 with Retry-After, which client-go honours) rather than 500.
+	if storage.IsUnavailable(err) {
+		s := apierrors.NewServiceUnavailable(fmt.Sprintf("etcd is briefly unavailable (%v); retry", err)).Status()
+		s.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
+		s.Details = &metav1.StatusDetails{RetryAfterSeconds: 1}
 		return &s
 	}
 	s := apierrors.NewInternalError(err).Status()

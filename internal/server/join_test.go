@@ -18,16 +18,23 @@ import (
 	"skiff/internal/server/servertest"
 )
 
-// etcdMembers lists the members seen by the server's etcd: name → voter.
-func etcdMembers(t *testing.T, s *servertest.Server) map[string]bool {
+// etcdClient connects to the server's etcd; both end with the test.
+func etcdClient(t *testing.T, s *servertest.Server) (*clientv3.Client, context.Context) {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{fmt.Sprintf("http://127.0.0.1:%d", s.Config.EtcdClientPort)}, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cli.Close()
+	t.Cleanup(func() { cli.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
+	return cli, ctx
+}
+
+// etcdMembers lists the members seen by the server's etcd: name → voter.
+func etcdMembers(t *testing.T, s *servertest.Server) map[string]bool {
+	t.Helper()
+	cli, ctx := etcdClient(t, s)
 	resp, err := cli.MemberList(ctx)
 	if err != nil {
 		t.Fatalf("etcd member list: %v", err)
@@ -37,6 +44,13 @@ func etcdMembers(t *testing.T, s *servertest.Server) map[string]bool {
 		out[m.Name] = !m.IsLearner
 	}
 	return out
+}
+
+func etcdKeyExists(t *testing.T, s *servertest.Server, key string) bool {
+	t.Helper()
+	cli, ctx := etcdClient(t, s)
+	resp, err := cli.Get(ctx, key, clientv3.WithCountOnly())
+	return err == nil && resp.Count > 0
 }
 
 func clustered(c *config.Server) {
@@ -81,12 +95,23 @@ func TestServersJoin(t *testing.T) {
 		t.Fatalf("after restarting s2, members %v", m)
 	}
 
-	// Deleting a dead server's node removes its member (s1 leads).
+	// Deleting a dead server's node removes its member, even when the node
+	// goes while no server leads (only s1 runs the control loops): the
+	// next leader notices.
 	servertest.AddNode(t, s1.Client(t), s3.Config.NodeName)
-	s3.Stop(t)
-	if err := s1.Client(t).CoreV1().Nodes().Delete(ctx, s3.Config.NodeName, metav1.DeleteOptions{}); err != nil {
+	servertest.Eventually(t, 30*time.Second, "the leader records that s3 has a node", func() error {
+		if !etcdKeyExists(t, s1, "/skiff/server-nodes/"+s3.Config.NodeName) {
+			return fmt.Errorf("no record")
+		}
+		return nil
+	})
+	cfg1 := s1.Config
+	s1.Stop(t)
+	if err := s2.Client(t).CoreV1().Nodes().Delete(ctx, s3.Config.NodeName, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	s3.Stop(t)
+	s1 = servertest.StartConfig(t, cfg1)
 	servertest.Eventually(t, 30*time.Second, "s3's etcd member removed", func() error {
 		if m := etcdMembers(t, s1); len(m) != 2 || m[s3.Config.NodeName] {
 			return fmt.Errorf("members %v", m)

@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -92,10 +96,16 @@ func (s *Server) warnEvenMembers(ctx context.Context, db *etcd.Etcd) error {
 	return nil
 }
 
+// serverNodesPrefix records, per server whose etcd member has a Node of
+// the same name, that it had one: a Node deleted while no server led is
+// then still noticed by the next leader (its delete event is long gone).
+const serverNodesPrefix = "/skiff/server-nodes/"
+
 // removeDeletedServers removes the etcd member of a server whose Node is
 // deleted (`kubectl delete node s3`), as k3s does: the way to take a dead
 // server out of the cluster for good. It runs on the leader until ctx ends.
-// A member is named after its server's node.
+// A member is named after its server's node; servers without a node (no
+// agent) are never removed this way.
 func (s *Server) removeDeletedServers(ctx context.Context, db *etcd.Etcd, client kubernetes.Interface) {
 	lg := s.log.With("component", "etcd-members")
 	queue := workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
@@ -104,6 +114,11 @@ func (s *Server) removeDeletedServers(ctx context.Context, db *etcd.Etcd, client
 	factory := informers.NewSharedInformerFactory(client, 0)
 	nodes := factory.Core().V1().Nodes().Informer()
 	if _, err := nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if n, ok := obj.(*corev1.Node); ok {
+				s.recordServerNode(ctx, db, n.Name)
+			}
+		},
 		DeleteFunc: func(obj any) {
 			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 				obj = tomb.Obj
@@ -120,6 +135,17 @@ func (s *Server) removeDeletedServers(ctx context.Context, db *etcd.Etcd, client
 	defer factory.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), nodes.HasSynced) {
 		return
+	}
+	// Servers whose node went while nobody led.
+	if resp, err := db.Client().Get(ctx, serverNodesPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly()); err != nil {
+		lg.Warn("list servers with nodes", "err", err)
+	} else {
+		for _, kv := range resp.Kvs {
+			name := strings.TrimPrefix(string(kv.Key), serverNodesPrefix)
+			if _, exists, _ := nodes.GetIndexer().GetByKey(name); !exists {
+				queue.Add(name)
+			}
+		}
 	}
 	go func() { <-ctx.Done(); queue.ShutDown() }()
 	for {
@@ -138,20 +164,42 @@ func (s *Server) removeDeletedServers(ctx context.Context, db *etcd.Etcd, client
 	}
 }
 
+// recordServerNode notes that the etcd member name has a Node, if it is a
+// member's name.
+func (s *Server) recordServerNode(ctx context.Context, db *etcd.Etcd, name string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ms, err := db.Members(ctx)
+	if err != nil || !slices.ContainsFunc(ms, func(m etcd.Member) bool { return m.Name == name }) {
+		return
+	}
+	k := serverNodesPrefix + name
+	_, err = db.Client().Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).Then(clientv3.OpPut(k, "")).Commit()
+	if err != nil {
+		s.log.Debug("record server node", "node", name, "err", err)
+	}
+}
+
 func (s *Server) removeMemberOf(ctx context.Context, db *etcd.Etcd, nodes cache.Indexer, name string) error {
 	if _, exists, _ := nodes.GetByKey(name); exists {
 		return nil // deleted and registered again
 	}
-	if name == s.cfg.NodeName {
-		s.log.Warn("this server's own node was deleted; its etcd member stays. To remove this server, stop it and delete its node again",
-			"component", "etcd-members", "node", name)
-		return nil
-	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	removed, err := db.RemoveMember(ctx, name)
-	if err == nil && removed {
-		return s.warnEvenMembers(ctx, db)
+	if name == s.cfg.NodeName {
+		s.log.Warn("this server's own node was deleted; its etcd member stays. To remove this server, stop it and delete its node from another server",
+			"component", "etcd-members", "node", name)
+	} else {
+		removed, err := db.RemoveMember(ctx, name)
+		if err != nil {
+			return err
+		}
+		if removed {
+			if err := s.warnEvenMembers(ctx, db); err != nil {
+				return err
+			}
+		}
 	}
+	_, err := db.Client().Delete(ctx, serverNodesPrefix+name)
 	return err
 }

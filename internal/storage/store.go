@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"strconv"
 	"time"
 
@@ -271,6 +272,33 @@ func (s *Store) CheckRevision(ctx context.Context, rev int64) error {
 		return fmt.Errorf("read at revision %d: %w", rev, mapErr(err))
 	}
 	return nil
+}
+
+// transientEtcdErrors are etcd's answers while it elects a leader or is
+// overloaded: the request did not happen (or may not have) and a retry soon
+// is the right move.
+var transientEtcdErrors = []error{
+	rpctypes.ErrLeaderChanged, rpctypes.ErrGRPCLeaderChanged,
+	rpctypes.ErrNoLeader, rpctypes.ErrGRPCNoLeader,
+	rpctypes.ErrTimeout, rpctypes.ErrGRPCTimeout,
+	rpctypes.ErrTimeoutDueToLeaderFail, rpctypes.ErrGRPCTimeoutDueToLeaderFail,
+	rpctypes.ErrTimeoutDueToConnectionLost, rpctypes.ErrGRPCTimeoutDueToConnectionLost,
+	rpctypes.ErrTooManyRequests, rpctypes.ErrGRPCRequestTooManyRequests,
+}
+
+// IsUnavailable reports whether err is etcd saying it cannot serve right
+// now (leader election, timeout, overload), rather than a real failure.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	desc := rpctypes.ErrorDesc(err)
+	for _, e := range transientEtcdErrors {
+		if errors.Is(err, e) || strings.HasSuffix(err.Error(), rpctypes.ErrorDesc(e)) || desc == rpctypes.ErrorDesc(e) {
+			return true
+		}
+	}
+	return false
 }
 
 func mapErr(err error) error {
