@@ -7,11 +7,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"skiff/internal/kubelet/kubelettest"
 )
@@ -34,6 +37,7 @@ type netCluster struct {
 type netNode struct {
 	name, ns, ip, dir string
 	server            bool
+	extraArgs         []string // flags of this node's own, after the common ones
 	cmd               *exec.Cmd
 	done              chan struct{}
 	logPath           string
@@ -60,12 +64,30 @@ func run(t testing.TB, name string, args ...string) string {
 	return string(out)
 }
 
+// netNodeSpec is one node of a netCluster: a server or an agent, and flags
+// of its own. The first node is a server; a server after it joins the
+// first one's cluster (which then needs --cluster-init).
+type netNodeSpec struct {
+	name   string
+	server bool
+	args   []string
+}
+
 // startNetCluster builds the namespaces and starts the three nodes.
 func startNetCluster(t testing.TB, mode string) *netCluster {
 	t.Helper()
+	return startNetNodes(t, mode[:1], mode, []netNodeSpec{{name: "n1", server: true}, {name: "n2"}, {name: "n3"}})
+}
+
+// startNetNodes builds the namespaces and starts the nodes of specs, the
+// servers one after the other, then the agents, and waits until every
+// node with a kubelet is Ready. tag (one character) tells apart the
+// namespaces of clusters that one test binary starts.
+func startNetNodes(t testing.TB, tag, mode string, specs []netNodeSpec) *netCluster {
+	t.Helper()
 	requireNetTools(t)
 	skiffBin, kubectlBin := binaries(t)
-	c := &netCluster{t: t, id: fmt.Sprintf("%d%s", os.Getpid()%100000, mode[:1]), dir: t.TempDir(), skiff: skiffBin, kctl: kubectlBin, mode: mode}
+	c := &netCluster{t: t, id: fmt.Sprintf("%d%s", os.Getpid()%100000, tag), dir: t.TempDir(), skiff: skiffBin, kctl: kubectlBin, mode: mode}
 	c.sw = "sk" + c.id + "sw"
 	run(t, "ip", "netns", "add", c.sw)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", c.sw).Run() })
@@ -79,9 +101,11 @@ func startNetCluster(t testing.TB, mode string) *netCluster {
 		}
 	}
 
-	img := kubelettest.Image(t)
-	for i, name := range []string{"n1", "n2", "n3"} {
-		n := &netNode{name: name, ns: "sk" + c.id + name, ip: fmt.Sprintf("%s.%d", netSubnet, 11+i), dir: filepath.Join(c.dir, name), server: i == 0}
+	var img v1.Image
+	for i, spec := range specs {
+		name := spec.name
+		n := &netNode{name: name, ns: "sk" + c.id + name, ip: fmt.Sprintf("%s.%d", netSubnet, 11+i), dir: filepath.Join(c.dir, name),
+			server: spec.server, extraArgs: spec.args}
 		n.logPath = filepath.Join(n.dir, "skiff.log")
 		c.nodes = append(c.nodes, n)
 		run(t, "ip", "netns", "add", n.ns)
@@ -93,10 +117,19 @@ func startNetCluster(t testing.TB, mode string) *netCluster {
 		run(t, "ip", "netns", "exec", n.ns, "ip", "link", "set", peer, "up")
 		run(t, "ip", "netns", "exec", n.ns, "ip", "link", "set", "lo", "up")
 		run(t, "ip", "netns", "exec", n.ns, "ip", "route", "add", "default", "via", netSubnet+".1")
+		if err := os.MkdirAll(n.dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(n.extraArgs, "--disable-agent") {
+			continue
+		}
 		// The test image, imported by each agent from its air-gap folder.
 		importDir := filepath.Join(n.dir, "data", "agent", "images", "import")
 		if err := os.MkdirAll(importDir, 0o755); err != nil {
 			t.Fatal(err)
+		}
+		if img == nil {
+			img = kubelettest.Image(t)
 		}
 		kubelettest.SaveTarball(t, filepath.Join(importDir, "prog.tar"), "skiff.test/prog:v1", img)
 	}
@@ -108,14 +141,34 @@ func startNetCluster(t testing.TB, mode string) *netCluster {
 	}
 	b, _ := os.ReadFile(tokenFile)
 	c.token = strings.TrimSpace(string(b))
-	c.start(c.nodes[1])
-	c.start(c.nodes[2])
-	if !waitFor(120*time.Second, func() bool {
+	// Servers join one at a time: etcd takes one learner at a time.
+	for _, n := range c.nodes[1:] {
+		if !n.server {
+			continue
+		}
+		c.start(n)
+		if !waitFor(120*time.Second, func() bool {
+			_, err := c.kubectlOn(n, "get", "--raw", "/readyz")
+			return err == nil
+		}) {
+			t.Fatalf("server %s not ready; log:\n%s", n.name, tail(n.logPath, 40))
+		}
+	}
+	kubelets := 0
+	for _, n := range c.nodes {
+		if !n.server {
+			c.start(n)
+		}
+		if !slices.Contains(n.extraArgs, "--disable-agent") {
+			kubelets++
+		}
+	}
+	if kubelets > 0 && !waitFor(120*time.Second, func() bool {
 		out, _ := c.kubectlQuiet("get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status} {end}")
-		return strings.Count(out, "=True") == 3
+		return strings.Count(out, "=True") == kubelets
 	}) {
 		out, _ := c.kubectlQuiet("get", "nodes", "-o", "wide")
-		t.Fatalf("three nodes not Ready:\n%s\nagent log:\n%s", out, tail(c.nodes[1].logPath, 30))
+		t.Fatalf("%d nodes not Ready:\n%s\nagent log:\n%s", kubelets, out, tail(c.nodes[len(c.nodes)-1].logPath, 30))
 	}
 	return c
 }
@@ -138,10 +191,17 @@ func (c *netCluster) args(n *netNode) []string {
 		"--cgroup-parent", "/skiff-e2e-" + c.id + n.name,
 		"--pod-network", c.mode,
 	}
-	if n.server {
-		return append([]string{"server", "--write-kubeconfig", filepath.Join(c.dir, "kubeconfig.yaml")}, common...)
+	var role []string
+	switch {
+	case n == c.nodes[0]:
+		role = []string{"server", "--write-kubeconfig", filepath.Join(c.dir, "kubeconfig.yaml")}
+	case n.server:
+		role = []string{"server", "--write-kubeconfig", filepath.Join(n.dir, "kubeconfig.yaml"),
+			"--server", "https://" + c.nodes[0].ip + ":6443", "--token", c.token}
+	default:
+		role = []string{"agent", "--server", "https://" + c.nodes[0].ip + ":6443", "--token", c.token}
 	}
-	return append([]string{"agent", "--server", "https://" + c.nodes[0].ip + ":6443", "--token", c.token}, common...)
+	return append(append(role, common...), n.extraArgs...)
 }
 
 func (c *netCluster) start(n *netNode) {
@@ -227,12 +287,17 @@ func unmountUnder(dir string) {
 	}
 }
 
-// kubectlQuiet runs kubectl inside the server's namespace, where the
+// kubectlQuiet runs kubectl inside the first server's namespace, where the
 // admin kubeconfig's 127.0.0.1:6443 is the server.
 func (c *netCluster) kubectlQuiet(args ...string) (string, error) {
+	return c.kubectlOn(c.nodes[0], args...)
+}
+
+// kubectlOn runs kubectl inside the namespace of server n, against n's API.
+func (c *netCluster) kubectlOn(n *netNode, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	full := append([]string{"netns", "exec", c.nodes[0].ns, c.kctl, "--kubeconfig", filepath.Join(c.dir, "kubeconfig.yaml")}, args...)
+	full := append([]string{"netns", "exec", n.ns, c.kctl, "--kubeconfig", filepath.Join(c.dir, "kubeconfig.yaml")}, args...)
 	out, err := exec.CommandContext(ctx, "ip", full...).CombinedOutput()
 	return string(out), err
 }
