@@ -16,12 +16,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,6 +32,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
+
+	"skiff/e2e/benchutil"
 )
 
 func main() {
@@ -112,15 +112,6 @@ func (s *server) ready(timeout time.Duration) error {
 	return fmt.Errorf("%s not ready within %v; see %s", s.name, timeout, filepath.Join(s.dir, "skiff.log"))
 }
 
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func run(kills int, ttl time.Duration, bin string, keep bool) error {
 	dir, err := os.MkdirTemp("", "skiff-failoverbench-")
 	if err != nil {
@@ -142,7 +133,7 @@ func run(kills int, ttl time.Duration, bin string, keep bool) error {
 	servers := make([]*server, 3)
 	for i := range servers {
 		s := &server{name: fmt.Sprintf("s%d", i+1), dir: filepath.Join(dir, fmt.Sprintf("s%d", i+1)),
-			apiPort: freePort(), clientPort: freePort(), peerPrt: freePort()}
+			apiPort: benchutil.FreePort(), clientPort: benchutil.FreePort(), peerPrt: benchutil.FreePort()}
 		if err := os.MkdirAll(s.dir, 0o755); err != nil {
 			return err
 		}
@@ -193,7 +184,7 @@ func run(kills int, ttl time.Duration, bin string, keep bool) error {
 	}
 	fmt.Println("three servers up; memory with 3 members:")
 	for _, s := range servers {
-		fmt.Printf("  %s  RSS %s\n", s.name, mib(rss(s.cmd.Process.Pid)))
+		fmt.Printf("  %s  RSS %s\n", s.name, benchutil.MiB(rss(s.cmd.Process.Pid)))
 	}
 
 	type round struct {
@@ -269,7 +260,7 @@ func run(kills int, ttl time.Duration, bin string, keep bool) error {
 	fmt.Printf("%-40s %10v %10v\n", "its controllers act (ReplicaSet made)", pct(acts, 0.5), pct(acts, 1))
 	fmt.Println("memory with 3 members after the run:")
 	for _, s := range servers {
-		fmt.Printf("  %s  RSS %s\n", s.name, mib(rss(s.cmd.Process.Pid)))
+		fmt.Printf("  %s  RSS %s\n", s.name, benchutil.MiB(rss(s.cmd.Process.Pid)))
 	}
 	return nil
 }
@@ -331,26 +322,10 @@ func createDeployment(ctx context.Context, servers []*server, name string) error
 }
 
 func rss(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			return n << 10
-		}
-	}
-	return 0
+	r, _ := benchutil.Memory(pid)
+	return r
 }
 
-func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
-
 func pct(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[int(float64(len(s)-1)*p)].Round(time.Millisecond)
+	return benchutil.Percentile(d, p).Round(time.Millisecond)
 }

@@ -12,12 +12,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,6 +27,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
+	"skiff/e2e/benchutil"
 	"skiff/internal/kubelet/kubelettest"
 	"skiff/internal/kubelet/runtime"
 )
@@ -78,38 +76,6 @@ func (p *proc) stop() {
 	}
 }
 
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// memory returns a process's RSS and PSS in bytes (PSS shares pages that
-// several processes map, such as the skiff binary's text, fairly).
-func memory(pid int) (rss, pss int64) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		n, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "Rss:":
-			rss = n << 10
-		case "Pss:":
-			pss = n << 10
-		}
-	}
-	return rss, pss
-}
-
 // shims returns the pids of the shim processes under root.
 func shims(root string) []int {
 	var pids []int
@@ -127,18 +93,6 @@ func shims(root string) []int {
 		}
 	}
 	return pids
-}
-
-func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
-
-func percentile(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := int(float64(len(s)-1) * p)
-	return s[i]
 }
 
 func run(n, parallel int, qps float64, podNetwork, skiffBin string, keep bool) error {
@@ -170,12 +124,12 @@ func run(n, parallel int, qps float64, podNetwork, skiffBin string, keep bool) e
 		return err
 	}
 
-	apiPort := freePort()
+	apiPort := benchutil.FreePort()
 	kubeconfig := filepath.Join(dir, "admin.yaml")
 	server, err := start(skiffBin, filepath.Join(dir, "server.log"), "server", "--disable-agent",
 		"--data-dir", filepath.Join(dir, "server"), "--bind-address", "127.0.0.1",
-		"--https-listen-port", fmt.Sprint(apiPort), "--etcd-client-port", fmt.Sprint(freePort()),
-		"--etcd-peer-port", fmt.Sprint(freePort()), "--write-kubeconfig", kubeconfig)
+		"--https-listen-port", fmt.Sprint(apiPort), "--etcd-client-port", fmt.Sprint(benchutil.FreePort()),
+		"--etcd-peer-port", fmt.Sprint(benchutil.FreePort()), "--write-kubeconfig", kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -206,7 +160,7 @@ func run(n, parallel int, qps float64, podNetwork, skiffBin string, keep bool) e
 	agent, err := start(skiffBin, filepath.Join(dir, "agent.log"), "agent",
 		"--server", fmt.Sprintf("https://127.0.0.1:%d", apiPort), "--token", strings.TrimSpace(string(token)),
 		"--data-dir", agentDir, "--node-name", "bench-node", "--node-ip", "127.0.0.1",
-		"--kubelet-address", "127.0.0.1", "--kubelet-port", fmt.Sprint(freePort()),
+		"--kubelet-address", "127.0.0.1", "--kubelet-port", fmt.Sprint(benchutil.FreePort()),
 		"--pod-log-dir", filepath.Join(dir, "pod-logs"), "--cgroup-parent", cgroupParent,
 		"--pod-network", podNetwork)
 	if err != nil {
@@ -267,7 +221,7 @@ func run(n, parallel int, qps float64, podNetwork, skiffBin string, keep bool) e
 	}
 	_ = client.CoreV1().Pods("default").Delete(ctx, "warmup", metav1.DeleteOptions{})
 	time.Sleep(5 * time.Second)
-	idleRSS, idlePSS := memory(agent.cmd.Process.Pid)
+	idleRSS, idlePSS := benchutil.Memory(agent.cmd.Process.Pid)
 
 	// Watch, then create N pods; latency = create call start → Running seen.
 	w, err := client.CoreV1().Pods("default").Watch(ctx, metav1.ListOptions{LabelSelector: "app=bench"})
@@ -330,11 +284,11 @@ func run(n, parallel int, qps float64, podNetwork, skiffBin string, keep bool) e
 		startup = append(startup, t.Sub(created[name]))
 	}
 	time.Sleep(5 * time.Second)
-	loadedRSS, loadedPSS := memory(agent.cmd.Process.Pid)
+	loadedRSS, loadedPSS := benchutil.Memory(agent.cmd.Process.Pid)
 	var shimRSS, shimPSS int64
 	shimPids := shims(agentDir)
 	for _, pid := range shimPids {
-		r, p := memory(pid)
+		r, p := benchutil.Memory(pid)
 		shimRSS += r
 		shimPSS += p
 	}
@@ -375,15 +329,15 @@ func run(n, parallel int, qps float64, podNetwork, skiffBin string, keep bool) e
 	fmt.Printf("\npodbench: %d pods, one node, image cached, created %s (%d concurrent creates), pod network %s\n\n", n, rate, parallel, podNetwork)
 	fmt.Printf("| measure | value |\n|---|---|\n")
 	fmt.Printf("| agent start → node Ready | %v |\n", nodeReady.Round(time.Millisecond))
-	fmt.Printf("| pod startup (create → Running via watch) p50 | %v |\n", percentile(startup, 0.50).Round(time.Millisecond))
-	fmt.Printf("| pod startup p99 | %v |\n", percentile(startup, 0.99).Round(time.Millisecond))
-	fmt.Printf("| pod startup max | %v |\n", percentile(startup, 1).Round(time.Millisecond))
+	fmt.Printf("| pod startup (create → Running via watch) p50 | %v |\n", benchutil.Percentile(startup, 0.50).Round(time.Millisecond))
+	fmt.Printf("| pod startup p99 | %v |\n", benchutil.Percentile(startup, 0.99).Round(time.Millisecond))
+	fmt.Printf("| pod startup max | %v |\n", benchutil.Percentile(startup, 1).Round(time.Millisecond))
 	fmt.Printf("| all %d pods Running after | %v |\n", n, total.Round(time.Millisecond))
-	fmt.Printf("| container create → start p50 (runtime) | %v |\n", percentile(createToStart, 0.50).Round(time.Millisecond))
-	fmt.Printf("| container create → start p99 (runtime) | %v |\n", percentile(createToStart, 0.99).Round(time.Millisecond))
-	fmt.Printf("| agent RSS idle (PSS) | %s (%s) |\n", mib(idleRSS), mib(idlePSS))
-	fmt.Printf("| agent RSS with %d pods (PSS) | %s (%s) |\n", n, mib(loadedRSS), mib(loadedPSS))
-	fmt.Printf("| %d shims: RSS sum, PSS sum | %s, %s |\n", len(shimPids), mib(shimRSS), mib(shimPSS))
+	fmt.Printf("| container create → start p50 (runtime) | %v |\n", benchutil.Percentile(createToStart, 0.50).Round(time.Millisecond))
+	fmt.Printf("| container create → start p99 (runtime) | %v |\n", benchutil.Percentile(createToStart, 0.99).Round(time.Millisecond))
+	fmt.Printf("| agent RSS idle (PSS) | %s (%s) |\n", benchutil.MiB(idleRSS), benchutil.MiB(idlePSS))
+	fmt.Printf("| agent RSS with %d pods (PSS) | %s (%s) |\n", n, benchutil.MiB(loadedRSS), benchutil.MiB(loadedPSS))
+	fmt.Printf("| %d shims: RSS sum, PSS sum | %s, %s |\n", len(shimPids), benchutil.MiB(shimRSS), benchutil.MiB(shimPSS))
 	fmt.Printf("| delete %d pods (grace 1 s) until gone | %v |\n", n, delTotal.Round(time.Millisecond))
 	return nil
 }
