@@ -8,15 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -29,6 +26,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
+
+	"skiff/e2e/benchutil"
+	skiffruntime "skiff/internal/kubelet/runtime"
 )
 
 // The tests of this file run a cluster of several servers, each in its own
@@ -36,35 +36,10 @@ import (
 // servers while clients write through the others.
 
 // nsDial returns a dial function whose sockets belong to the network
-// namespace at path (/run/netns/NAME). A socket keeps the namespace it was
-// made in, so each dial makes its socket on a thread that has entered the
-// namespace; the thread is never unlocked, so the runtime discards it
-// instead of running other goroutines in that namespace.
+// namespace at path (/run/netns/NAME).
 func nsDial(path string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		type result struct {
-			conn net.Conn
-			err  error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			runtime.LockOSThread()
-			f, err := os.Open(path)
-			if err != nil {
-				ch <- result{nil, err}
-				return
-			}
-			defer f.Close()
-			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-				ch <- result{nil, fmt.Errorf("enter network namespace %s: %w", path, err)}
-				return
-			}
-			var d net.Dialer
-			c, err := d.DialContext(ctx, network, addr)
-			ch <- result{c, err}
-		}()
-		r := <-ch
-		return r.conn, r.err
+		return skiffruntime.DialInNetNS(ctx, path, network, addr)
 	}
 }
 
@@ -384,21 +359,6 @@ func logSince(n *netNode, off int64) string {
 	return string(b[off:])
 }
 
-// vmRSS is a process's resident memory, in MiB.
-func vmRSS(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
 func secs(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
 
 // deployment is a Deployment of sleeping test-image pods kept off the
@@ -480,7 +440,8 @@ func TestHA(t *testing.T) {
 		}
 		var rss []string
 		for _, s := range c.servers() {
-			rss = append(rss, fmt.Sprintf("%s=%.0f MiB", s.name, vmRSS(s.cmd.Process.Pid)))
+			r, _ := benchutil.Memory(s.cmd.Process.Pid)
+			rss = append(rss, s.name+"="+benchutil.MiB(r))
 		}
 		t.Logf("RSS with 3 members (server and its agent, one process each): %s", strings.Join(rss, " "))
 		if !waitFor(30*time.Second, func() bool { return len(c.apiEndpoints(s1)) == 3 }) {

@@ -170,10 +170,22 @@ func removePodCgroup(parent, podUID string) {
 // and port-forwarding. addr must use an IP address (name resolution could
 // run on another thread, outside the namespace).
 func (r *Runtime) DialInSandbox(ctx context.Context, sb *Sandbox, network, addr string) (net.Conn, error) {
-	var d net.Dialer
 	if sb == nil || sb.NetNS == "" {
+		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
 	}
+	conn, err := DialInNetNS(ctx, sb.NetNS, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s in pod %s: %w", addr, sb.PodUID, err)
+	}
+	return conn, nil
+}
+
+// DialInNetNS dials from inside the network namespace at nsPath (a file
+// such as /run/netns/NAME): the socket is made there and keeps that
+// namespace for its life. addr must use an IP address (name resolution
+// could run on another thread, outside the namespace).
+func DialInNetNS(ctx context.Context, nsPath, network, addr string) (net.Conn, error) {
 	type result struct {
 		conn net.Conn
 		err  error
@@ -183,17 +195,14 @@ func (r *Runtime) DialInSandbox(ctx context.Context, sb *Sandbox, network, addr 
 	// switched back it exits still locked and Go discards the thread.
 	go func() {
 		goruntime.LockOSThread()
-		conn, err, restored := dialInNetns(ctx, sb.NetNS, network, addr)
+		conn, err, restored := dialInNetns(ctx, nsPath, network, addr)
 		if restored {
 			goruntime.UnlockOSThread()
 		}
 		ch <- result{conn, err}
 	}()
 	res := <-ch
-	if res.err != nil {
-		return nil, fmt.Errorf("dial %s in pod %s: %w", addr, sb.PodUID, res.err)
-	}
-	return res.conn, nil
+	return res.conn, res.err
 }
 
 // dialInNetns runs on a locked thread. restored reports whether the thread
