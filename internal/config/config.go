@@ -236,6 +236,10 @@ func (l Layout) AgentStateFile() string { return filepath.Join(l.AgentDir(), "ku
 // proxy leaves it alone.
 const LabelNodeLocalDNS = "skiff.io/node-local-dns"
 
+// LabelControlPlane marks a server's node; the leader looks for it to
+// tell servers' nodes (which have etcd members) from agents'.
+const LabelControlPlane = "node-role.kubernetes.io/control-plane"
+
 // Defaults of the agent.
 const (
 	DefaultKubeletPort    = 10250

@@ -19,16 +19,17 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"skiff/internal/config"
 )
 
 // Node labels and the lease namespace, as Kubernetes names them.
 const (
-	labelHostname     = "kubernetes.io/hostname"
-	labelOS           = "kubernetes.io/os"
-	labelArch         = "kubernetes.io/arch"
-	labelControlPlane = "node-role.kubernetes.io/control-plane"
-	nodeLeaseNS       = "kube-node-lease"
-	leaseDuration     = 40 // seconds, the kubelet's default
+	labelHostname = "kubernetes.io/hostname"
+	labelOS       = "kubernetes.io/os"
+	labelArch     = "kubernetes.io/arch"
+	nodeLeaseNS   = "kube-node-lease"
+	leaseDuration = 40 // seconds, the kubelet's default
 	// evictionHardMemory is held back from allocatable, like the kubelet's
 	// default memory.available<100Mi eviction threshold.
 	evictionHardMemory = 100 << 20
@@ -131,7 +132,7 @@ func (k *Kubelet) nodeLabels() map[string]string {
 		labelArch:     goruntime.GOARCH,
 	}
 	if k.cfg.Agent.ControlPlane {
-		l[labelControlPlane] = "true"
+		l[config.LabelControlPlane] = "true"
 	}
 	for key, v := range k.cfg.Agent.NodeLabels {
 		l[key] = v

@@ -98,7 +98,7 @@ func TestServersJoin(t *testing.T) {
 	// Deleting a dead server's node removes its member, even when the node
 	// goes while no server leads (only s1 runs the control loops): the
 	// next leader notices.
-	servertest.AddNode(t, s1.Client(t), s3.Config.NodeName)
+	servertest.AddNode(t, s1.Client(t), s3.Config.NodeName, servertest.WithLabels(map[string]string{config.LabelControlPlane: "true"}))
 	servertest.Eventually(t, 30*time.Second, "the leader records that s3 has a node", func() error {
 		if !etcdKeyExists(t, s1, "/skiff/server-nodes/"+s3.Config.NodeName) {
 			return fmt.Errorf("no record")

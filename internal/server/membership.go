@@ -115,8 +115,9 @@ func (s *Server) removeDeletedServers(ctx context.Context, db *etcd.Etcd, client
 	nodes := factory.Core().V1().Nodes().Informer()
 	if _, err := nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
-			if n, ok := obj.(*corev1.Node); ok {
-				s.recordServerNode(ctx, db, n.Name)
+			// Only servers' nodes can have a member.
+			if n, ok := obj.(*corev1.Node); ok && n.Labels[config.LabelControlPlane] != "" {
+				queue.Add(n.Name)
 			}
 		},
 		DeleteFunc: func(obj any) {
@@ -141,10 +142,7 @@ func (s *Server) removeDeletedServers(ctx context.Context, db *etcd.Etcd, client
 		lg.Warn("list servers with nodes", "err", err)
 	} else {
 		for _, kv := range resp.Kvs {
-			name := strings.TrimPrefix(string(kv.Key), serverNodesPrefix)
-			if _, exists, _ := nodes.GetIndexer().GetByKey(name); !exists {
-				queue.Add(name)
-			}
+			queue.Add(strings.TrimPrefix(string(kv.Key), serverNodesPrefix))
 		}
 	}
 	go func() { <-ctx.Done(); queue.ShutDown() }()
@@ -153,9 +151,9 @@ func (s *Server) removeDeletedServers(ctx context.Context, db *etcd.Etcd, client
 		if shutdown {
 			return
 		}
-		err := s.removeMemberOf(ctx, db, nodes.GetIndexer(), name)
+		err := s.syncServerNode(ctx, db, nodes.GetIndexer(), name)
 		if err != nil && ctx.Err() == nil {
-			lg.Warn("cannot remove the etcd member of a deleted node; retrying", "node", name, "err", err)
+			lg.Warn("cannot sync the etcd member of a node; retrying", "node", name, "err", err)
 			queue.AddRateLimited(name)
 		} else {
 			queue.Forget(name)
@@ -164,28 +162,20 @@ func (s *Server) removeDeletedServers(ctx context.Context, db *etcd.Etcd, client
 	}
 }
 
-// recordServerNode notes that the etcd member name has a Node, if it is a
-// member's name.
-func (s *Server) recordServerNode(ctx context.Context, db *etcd.Etcd, name string) {
+// syncServerNode records that the member name has a Node while it has
+// one, and removes the member (and the record) once the Node is gone.
+func (s *Server) syncServerNode(ctx context.Context, db *etcd.Etcd, nodes cache.Indexer, name string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	ms, err := db.Members(ctx)
-	if err != nil || !slices.ContainsFunc(ms, func(m etcd.Member) bool { return m.Name == name }) {
-		return
-	}
 	k := serverNodesPrefix + name
-	_, err = db.Client().Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).Then(clientv3.OpPut(k, "")).Commit()
-	if err != nil {
-		s.log.Debug("record server node", "node", name, "err", err)
-	}
-}
-
-func (s *Server) removeMemberOf(ctx context.Context, db *etcd.Etcd, nodes cache.Indexer, name string) error {
 	if _, exists, _ := nodes.GetByKey(name); exists {
-		return nil // deleted and registered again
+		ms, err := db.Members(ctx)
+		if err != nil || !slices.ContainsFunc(ms, func(m etcd.Member) bool { return m.Name == name }) {
+			return err
+		}
+		_, err = db.Client().Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).Then(clientv3.OpPut(k, "")).Commit()
+		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	if name == s.cfg.NodeName {
 		s.log.Warn("this server's own node was deleted; its etcd member stays. To remove this server, stop it and delete its node from another server",
 			"component", "etcd-members", "node", name)
@@ -200,6 +190,6 @@ func (s *Server) removeMemberOf(ctx context.Context, db *etcd.Etcd, nodes cache.
 			}
 		}
 	}
-	_, err := db.Client().Delete(ctx, serverNodesPrefix+name)
+	_, err := db.Client().Delete(ctx, k)
 	return err
 }
