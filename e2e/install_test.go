@@ -315,6 +315,28 @@ func TestInstallAgentSystemd(t *testing.T) {
 	}
 }
 
+// TestInstallServerJoin: INSTALL_SKIFF_EXEC=server with SKIFF_URL installs
+// a server that joins the cluster of SKIFF_URL, which skiff server reads
+// from the env file.
+func TestInstallServerJoin(t *testing.T) {
+	h := newInstallHost(t)
+	const token = "K10secret-join-token::server:abc"
+	h.mustInstall("INSTALL_SKIFF_EXEC=server --node-ip 10.0.0.2", "SKIFF_URL=https://10.0.0.1:6443", "SKIFF_TOKEN="+token)
+	if h.exists("etc/systemd/system/skiff-agent.service") {
+		t.Error("a server install wrote skiff-agent.service")
+	}
+	execStart := unitLine(t, h.read("etc/systemd/system/skiff.service"), "ExecStart")
+	if !strings.HasPrefix(execStart, h.path("usr/local/bin/skiff")+" server --node-ip 10.0.0.2") {
+		t.Errorf("ExecStart=%s, want skiff server --node-ip 10.0.0.2 ...", execStart)
+	}
+	env := h.read("etc/systemd/system/skiff.service.env")
+	for _, want := range []string{"SKIFF_URL='https://10.0.0.1:6443'\n", "SKIFF_TOKEN='" + token + "'\n"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("env file lacks %q:\n%s", want, env)
+		}
+	}
+}
+
 func TestInstallAgentWithoutToken(t *testing.T) {
 	h := newInstallHost(t)
 	out, err := h.install("SKIFF_URL=https://10.0.0.1:6443")

@@ -59,15 +59,18 @@ func (s *Server) fetchClusterBootstrap(ctx context.Context, layout config.Layout
 	log := s.log.With("component", "join", "server", s.cfg.JoinURL)
 	log.Info("joining the cluster as another server")
 	var caPEM []byte
+	roots := x509.NewCertPool()
 	var resp apiserver.ServerBootstrapResponse
 	err = retryJoin(ctx, log, "fetch the cluster CA and bootstrap data", func() error {
-		var err error
-		if caPEM, err = bootstrap.FetchCA(ctx, s.cfg.JoinURL, caHash); err != nil {
-			return err
+		if caPEM == nil {
+			pem, err := bootstrap.FetchCA(ctx, s.cfg.JoinURL, caHash)
+			if err != nil {
+				return err
+			}
+			caPEM = pem
+			roots.AppendCertsFromPEM(caPEM)
 		}
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(caPEM)
-		return bootstrap.Call(ctx, s.cfg.JoinURL, s.cfg.Token, pool, http.MethodGet, apiserver.ServerBootstrapPath, nil, &resp)
+		return bootstrap.Call(ctx, s.cfg.JoinURL, s.cfg.Token, roots, http.MethodGet, apiserver.ServerBootstrapPath, nil, &resp)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("join %s: %w", s.cfg.JoinURL, err)
@@ -98,9 +101,7 @@ func (s *Server) fetchClusterBootstrap(ctx context.Context, layout config.Layout
 	if err := pki.WriteFileAtomic(layout.TokenFile(), []byte(strings.TrimSpace(data.Token)+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("join: write token: %w", err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	return pool, nil
+	return roots, nil
 }
 
 // addEtcdMember has the joined server add this one as an etcd learner and
