@@ -55,8 +55,27 @@ func startNode(t *testing.T) (*cluster, string) {
 			_, _, _ = c.kubectlQuiet(90*time.Second, "delete", "pods", "--all", "--wait", "--timeout=80s")
 		}
 	})
+	// kubectl wait fails at once on an object that does not exist yet, and
+	// the kubelet registers its node a moment after the API is ready.
+	c.waitExists(t, "node/e2e-node", 60*time.Second)
 	c.mustKubectl(t, "wait", "--for=condition=Ready", "node/e2e-node", "--timeout=60s")
 	return c, image
+}
+
+// waitExists polls until kubectl can get the object.
+func (c *cluster) waitExists(t *testing.T, object string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		_, errOut, err := c.kubectlQuiet(commandTimeout, "get", object)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still missing after %v: %v\n%s", object, timeout, err, errOut)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // removeContainers kills what an interrupted test left running from this
