@@ -126,8 +126,13 @@ func TestAgentKubectl(t *testing.T) {
 	if !strings.Contains(out, "Running") || !strings.Contains(out, "e2e-node") {
 		t.Errorf("kubectl get pods -o wide:\n%s", out)
 	}
-	if out := c.mustKubectl(t, "logs", "web"); !strings.Contains(out, "serving on :8080") {
-		t.Errorf("kubectl logs web = %q", out)
+	// Ready means started; the line reaches the log a moment later.
+	var webLog string
+	if !waitFor(30*time.Second, func() bool {
+		webLog, _, _ = c.kubectlQuiet(commandTimeout, "logs", "web")
+		return strings.Contains(webLog, "serving on :8080")
+	}) {
+		t.Errorf("kubectl logs web = %q", webLog)
 	}
 
 	// logs --previous shows the last exited instance of a restarted container.

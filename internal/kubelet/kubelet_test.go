@@ -295,10 +295,17 @@ func TestKubelet(t *testing.T) {
 		if node.Status.DaemonEndpoints.KubeletEndpoint.Port != int32(n.cfg.Agent.KubeletPort) {
 			t.Errorf("kubelet port = %d", node.Status.DaemonEndpoints.KubeletEndpoint.Port)
 		}
-		lease, err := n.client.CoordinationV1().Leases("kube-node-lease").Get(ctx, "node-1", metav1.GetOptions{})
-		if err != nil || lease.Spec.RenewTime == nil {
-			t.Fatalf("node lease: %v %v", lease, err)
-		}
+		// The heartbeat creates the lease just after the node turns Ready.
+		servertest.Eventually(t, 30*time.Second, "node lease", func() error {
+			lease, err := n.client.CoordinationV1().Leases("kube-node-lease").Get(ctx, "node-1", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if lease.Spec.RenewTime == nil {
+				return fmt.Errorf("lease %s has no renewTime", lease.Name)
+			}
+			return nil
+		})
 	})
 
 	t.Run("lifecycle", func(t *testing.T) {
