@@ -3,17 +3,20 @@ package apiserver
 import (
 	"net/http"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"skiff/internal/registry"
 )
 
-// review answers the create-only review resources from the caller's
-// identity. Every authenticated user is a cluster admin for now, so an
-// access review is always allowed.
+// review answers a create-only review resource from the caller's identity.
 func (q *request) review() {
 	if q.ri.verb != "create" || q.ri.name != "" {
+		q.fail(apierrors.NewMethodNotSupported(q.res.GroupResource(), q.r.Method))
+		return
+	}
+	reviewer, ok := q.res.Strategy.(registry.Reviewer)
+	if !ok {
 		q.fail(apierrors.NewMethodNotSupported(q.res.GroupResource(), q.r.Method))
 		return
 	}
@@ -22,14 +25,18 @@ func (q *request) review() {
 		q.fail(err)
 		return
 	}
-	user, _ := q.r.Context().Value(userKey{}).(userInfo)
-	switch o := obj.(type) {
-	case *authorizationv1.SelfSubjectAccessReview:
-		o.Status = authorizationv1.SubjectAccessReviewStatus{Allowed: true, Reason: "skiff authorizes every authenticated user"}
-	case *authenticationv1.SelfSubjectReview:
-		o.Status.UserInfo = authenticationv1.UserInfo{Username: user.Name, Groups: append(user.Groups, "system:authenticated")}
+	if errs := q.res.Validate(obj); len(errs) > 0 {
+		q.fail(invalid(q.res, "", errs))
+		return
 	}
-	m := obj.(metav1.Object)
-	m.SetCreationTimestamp(metav1.Now())
-	q.respond(http.StatusCreated, obj)
+	user, _ := q.r.Context().Value(userKey{}).(userInfo)
+	out, err := reviewer.Review(q.r.Context(), registry.User{Name: user.Name, Groups: user.Groups}, obj)
+	if err != nil {
+		q.fail(err)
+		return
+	}
+	if m, ok := out.(metav1.Object); ok {
+		m.SetCreationTimestamp(metav1.Now())
+	}
+	q.respond(http.StatusCreated, out)
 }

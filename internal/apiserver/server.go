@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 
+	"skiff/internal/admission"
 	"skiff/internal/config"
 	"skiff/internal/pki"
 	"skiff/internal/registry"
@@ -52,8 +53,10 @@ type Config struct {
 	// /v1-skiff/server-bootstrap and /v1-skiff/etcd-members.
 	ServerJoin ServerJoiner
 
-	ServiceCIDR   *net.IPNet
-	NodePortRange config.PortRange
+	// ServiceCIDR's first address is the kubernetes service's. Services'
+	// addresses and node ports are allocated by the registry's service
+	// strategy (registry.Options).
+	ServiceCIDR *net.IPNet
 	// AdvertiseIP is the address in the default/kubernetes endpoints.
 	AdvertiseIP net.IP
 	// ClusterDNS, when set, is reserved for the kube-system/kube-dns service
@@ -85,15 +88,12 @@ type Server struct {
 	log      *slog.Logger
 	reg      *registry.Registry
 	store    *storage.Store
-	ips      *ipAllocator
-	ports    *portAllocator
+	admission admission.Chain
 	handler  http.Handler
 	protobuf *protobuf.Serializer
 	ready    chan struct{}
 	// kubelets carries proxied requests to kubelets.
 	kubelets *http.Transport
-	// namespaces and storageClasses are looked up once for admission.
-	namespaces, storageClasses *registry.Resource
 }
 
 // maxBodyBytes is the largest request body accepted, as Kubernetes' 3 MiB.
@@ -113,9 +113,6 @@ func New(cfg Config) (*Server, error) {
 	if cfg.EventTTL == 0 {
 		cfg.EventTTL = time.Hour
 	}
-	if cfg.NodePortRange.Size == 0 {
-		cfg.NodePortRange = config.DefaultServer().NodePortRange
-	}
 	s := &Server{
 		cfg:   cfg,
 		log:   cfg.Logger.With("component", "apiserver"),
@@ -123,19 +120,11 @@ func New(cfg Config) (*Server, error) {
 		store: cfg.Store,
 		ready: make(chan struct{}),
 	}
-	var ok bool
-	if s.namespaces, ok = cfg.Registry.Lookup("", "v1", "namespaces"); !ok {
+	if _, ok := cfg.Registry.Lookup("", "v1", "namespaces"); !ok {
 		return nil, errors.New("apiserver: the registry serves no namespaces")
 	}
-	if s.storageClasses, ok = cfg.Registry.Lookup("storage.k8s.io", "v1", "storageclasses"); !ok {
-		return nil, errors.New("apiserver: the registry serves no storageclasses")
-	}
-	var err error
-	if s.ips, err = newIPAllocator(cfg.Store.Client(), cfg.ServiceCIDR); err != nil {
-		return nil, err
-	}
+	s.admission = admission.Default(storeGetter{s})
 	s.protobuf = protobuf.NewSerializer(cfg.Registry.Scheme(), cfg.Registry.Scheme())
-	s.ports = newPortAllocator(cfg.Store.Client(), cfg.NodePortRange)
 	s.kubelets = s.kubeletTransport()
 	s.handler = s.routes()
 	return s, nil
