@@ -84,14 +84,14 @@ type Config struct {
 
 // Server is the API server.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	reg      *registry.Registry
-	store    *storage.Store
+	cfg       Config
+	log       *slog.Logger
+	reg       *registry.Registry
+	store     *storage.Store
 	admission admission.Chain
-	handler  http.Handler
-	protobuf *protobuf.Serializer
-	ready    chan struct{}
+	handler   http.Handler
+	protobuf  *protobuf.Serializer
+	ready     chan struct{}
 	// kubelets carries proxied requests to kubelets.
 	kubelets *http.Transport
 }

@@ -77,4 +77,3 @@ func tableColumns(gr schema.GroupResource) []metav1.TableColumnDefinition {
 	}
 	return nil
 }
-
