@@ -78,6 +78,9 @@ func (q *request) listRaw(rev int64) bool {
 	if q.query.Get("labelSelector") != "" || q.query.Get("fieldSelector") != "" {
 		return false
 	}
+	if sv, ok := q.res.Strategy.(storageVersioned); ok && sv.StorageVersion() != q.res.Version {
+		return false // stored objects carry another version's apiVersion
+	}
 	if out, err := negotiate(q.r.Header.Get("Accept")); err != nil || out != (output{}) {
 		return false
 	}
@@ -202,6 +205,7 @@ func (q *request) storeCreate(ctx context.Context, obj runtime.Object) (runtime.
 	if q.dryRun() {
 		return obj, nil
 	}
+	toStorageVersion(q.res, obj)
 	var ttl time.Duration
 	if q.res.Expires {
 		ttl = q.s.cfg.EventTTL
@@ -349,6 +353,7 @@ func (q *request) admitUpdate(ctx context.Context, obj, cur runtime.Object) (run
 		}
 		return out, http.StatusOK, storeErr(err, q.res.GroupResource(), q.ri.name)
 	}
+	toStorageVersion(q.res, obj)
 	out, err := q.s.store.Update(ctx, k, obj, rev)
 	if errors.Is(err, storage.ErrConflict) && !preconditioned {
 		return nil, 0, errRetry

@@ -171,6 +171,19 @@ func (s *Server) Run(ctx context.Context) error {
 		_ = srv.Close()
 		return fmt.Errorf("apiserver: create default objects: %w", err)
 	}
+	crds, err := newCRDServer(s)
+	if err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("apiserver: %w", err)
+	}
+	crdCtx, stopCRDs := context.WithCancel(ctx)
+	crdsDone, err := crds.start(crdCtx)
+	if err != nil {
+		stopCRDs()
+		_ = srv.Close()
+		return fmt.Errorf("apiserver: %w", err)
+	}
+	defer func() { stopCRDs(); <-crdsDone }()
 	endpointsCtx, stopEndpoints := context.WithCancel(ctx)
 	endpointsDone, err := s.startEndpointReconciler(endpointsCtx)
 	defer func() { stopEndpoints(); <-endpointsDone }()

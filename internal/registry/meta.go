@@ -62,13 +62,13 @@ func validateMetaUpdate(m, old *metav1.ObjectMeta) field.ErrorList {
 	return apimachineryvalidation.ValidateObjectMetaUpdate(n, old, metadataPath)
 }
 
-// objectMetaOf returns obj's ObjectMeta, or nil for a kind without one
-// (custom resources are checked through ValidateObjectMetaAccessor).
+// objectMetaOf returns obj's ObjectMeta (a copy for a custom object), or
+// nil for a kind without one.
 func objectMetaOf(obj runtime.Object) *metav1.ObjectMeta {
 	if a, ok := obj.(metav1.ObjectMetaAccessor); ok {
 		if m, ok := a.GetObjectMeta().(*metav1.ObjectMeta); ok {
 			return m
 		}
 	}
-	return nil
+	return objectMetaFromAccessor(obj)
 }

@@ -24,6 +24,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -251,7 +252,7 @@ func NewWithOptions(opts Options) (*Registry, error) {
 		discoveryv1.AddToScheme, coordinationv1.AddToScheme, storagev1.AddToScheme,
 		eventsv1.AddToScheme, policyv1.AddToScheme, autoscalingv1.AddToScheme,
 		authorizationv1.AddToScheme, authenticationv1.AddToScheme,
-		metav1.AddMetaToScheme,
+		apiextensionsv1.AddToScheme, metav1.AddMetaToScheme,
 	} {
 		if err := add(scheme); err != nil {
 			return nil, fmt.Errorf("build scheme: %w", err)
@@ -264,7 +265,7 @@ func NewWithOptions(opts Options) (*Registry, error) {
 		byGVK:   map[schema.GroupVersionKind]*Resource{},
 		changed: make(chan struct{}),
 	}
-	for _, s := range builtins(opts) {
+	for _, s := range append(builtins(opts), crdStrategy{served: reg.All}) {
 		if err := reg.add(newResource(s)); err != nil {
 			return nil, err
 		}
