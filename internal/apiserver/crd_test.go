@@ -299,4 +299,3 @@ func TestCustomResources(t *testing.T) {
 		})
 	})
 }
-
