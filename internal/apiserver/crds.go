@@ -185,6 +185,9 @@ func (c *crdServer) serve(crd *apiextensionsv1.CustomResourceDefinition) {
 
 func (c *crdServer) remove(name string) {
 	for _, gvr := range c.served[name].gvrs {
+		if res, ok := c.s.reg.Lookup(gvr.Group, gvr.Version, gvr.Resource); ok {
+			c.s.fields.forget(res)
+		}
 		c.s.reg.Remove(gvr)
 	}
 	delete(c.served, name)

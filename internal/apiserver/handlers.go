@@ -130,26 +130,39 @@ func (q *request) create() {
 		q.fail(err)
 		return
 	}
-	ctx := q.r.Context()
+	if err := q.validateFieldManager(false); err != nil {
+		q.fail(err)
+		return
+	}
+	out, err := q.createObject(q.r.Context(), obj, nil)
+	if err != nil {
+		q.fail(err)
+		return
+	}
+	q.respond(http.StatusCreated, out)
+}
+
+// createObject runs a create: server-owned metadata, the kind's create
+// rules and defaults, managed fields, admission, validation, storage.
+// applied, when set, is obj's managed fields from an apply patch that
+// created it.
+func (q *request) createObject(ctx context.Context, obj runtime.Object, applied []metav1.ManagedFieldsEntry) (runtime.Object, error) {
 	m, _ := meta.Accessor(obj)
 	if q.res.Namespaced {
 		if m.GetNamespace() == "" {
 			m.SetNamespace(q.ri.namespace)
 		}
 		if q.ri.namespace != "" && m.GetNamespace() != q.ri.namespace {
-			q.fail(badRequest("the namespace of the provided object does not match the namespace sent on the request"))
-			return
+			return nil, badRequest("the namespace of the provided object does not match the namespace sent on the request")
 		}
 		if q.ri.namespace == "" {
-			q.fail(badRequest("%s must be created in a namespace: POST to .../namespaces/<namespace>/%s", q.res.Resource, q.res.Resource))
-			return
+			return nil, badRequest("%s must be created in a namespace: POST to .../namespaces/<namespace>/%s", q.res.Resource, q.res.Resource)
 		}
 	} else {
 		m.SetNamespace("")
 	}
 	if m.GetResourceVersion() != "" {
-		q.fail(badRequest("resourceVersion should not be set on objects to be created"))
-		return
+		return nil, badRequest("resourceVersion should not be set on objects to be created")
 	}
 	generated := m.GetName() == "" && m.GetGenerateName() != ""
 	m.SetUID(types.UID(uuid.NewUUID()))
@@ -163,31 +176,33 @@ func (q *request) create() {
 	}
 	q.res.PrepareForCreate(obj)
 	q.res.Default(obj)
+	if applied != nil {
+		m.SetManagedFields(applied)
+	} else {
+		obj = q.trackUpdate(nil, obj)
+		m, _ = meta.Accessor(obj)
+	}
 	if err := q.s.admit(ctx, &admission.Attributes{
 		Operation: admission.Create, Resource: q.res.GVR(), Namespace: m.GetNamespace(), Name: m.GetName(),
 		Object: obj, DryRun: q.dryRun(),
 	}); err != nil {
-		q.fail(err)
-		return
+		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
 		if generated {
 			m.SetName(m.GetGenerateName() + randomSuffix())
 		}
 		if errs := q.res.Validate(obj); len(errs) > 0 {
-			q.fail(invalid(q.res, m.GetName(), errs))
-			return
+			return nil, invalid(q.res, m.GetName(), errs)
 		}
 		out, err := q.storeCreate(ctx, obj)
 		if errors.Is(err, storage.ErrExists) && generated && attempt < 8 {
 			continue
 		}
 		if err != nil {
-			q.fail(storeErr(err, q.res.GroupResource(), m.GetName()))
-			return
+			return nil, storeErr(err, q.res.GroupResource(), m.GetName())
 		}
-		q.respond(http.StatusCreated, out)
-		return
+		return out, nil
 	}
 }
 
@@ -226,6 +241,14 @@ func (q *request) update() {
 		q.fail(err)
 		return
 	}
+	if q.ri.verb == "patch" && isApplyPatch(q.r) {
+		q.serveApply(b.data)
+		return
+	}
+	if err := q.validateFieldManager(false); err != nil {
+		q.fail(err)
+		return
+	}
 	var patch patchFunc
 	if q.ri.verb == "patch" {
 		if b.protobuf {
@@ -255,7 +278,7 @@ func (q *request) update() {
 			q.fail(err)
 			return
 		}
-		out, code, err := q.admitUpdate(ctx, obj, cur)
+		out, code, err := q.admitUpdate(ctx, obj, cur, false)
 		if errors.Is(err, errRetry) {
 			continue
 		}
@@ -274,7 +297,9 @@ var errRetry = errors.New("retry")
 
 // admitUpdate applies the update rules to obj (the client's intent) over
 // cur (stored), writes it and returns the stored result.
-func (q *request) admitUpdate(ctx context.Context, obj, cur runtime.Object) (runtime.Object, int, error) {
+// applied says obj comes from an apply patch, whose managed fields are
+// already set.
+func (q *request) admitUpdate(ctx context.Context, obj, cur runtime.Object, applied bool) (runtime.Object, int, error) {
 	m, _ := meta.Accessor(obj)
 	old, _ := meta.Accessor(cur)
 	if m.GetName() != q.ri.name {
@@ -313,6 +338,10 @@ func (q *request) admitUpdate(ctx context.Context, obj, cur runtime.Object) (run
 	}
 	m.SetResourceVersion(old.GetResourceVersion())
 	q.res.Default(obj)
+	if !applied {
+		obj = q.trackUpdate(cur, obj)
+		m, _ = meta.Accessor(obj)
+	}
 	if err := q.s.admit(ctx, &admission.Attributes{
 		Operation: admission.Update, Resource: q.res.GVR(), Subresource: q.ri.subresource,
 		Namespace: old.GetNamespace(), Name: old.GetName(), Object: obj, OldObject: cur, DryRun: q.dryRun(),

@@ -71,12 +71,6 @@ func (q *request) patcher(body []byte) (patchFunc, error) {
 			}
 			return out, nil
 		}, nil
-	case types.ApplyYAMLPatchType, types.ApplyCBORPatchType:
-		return nil, &apierrors.StatusError{ErrStatus: metav1.Status{
-			Status: metav1.StatusFailure, Code: http.StatusUnsupportedMediaType,
-			Reason:  metav1.StatusReasonUnsupportedMediaType,
-			Message: "server-side apply is not supported yet; use client-side `kubectl apply` (without --server-side)",
-		}}
 	}
 	return nil, &apierrors.StatusError{ErrStatus: metav1.Status{
 		Status: metav1.StatusFailure, Code: http.StatusUnsupportedMediaType,

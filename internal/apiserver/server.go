@@ -89,6 +89,7 @@ type Server struct {
 	reg       *registry.Registry
 	store     *storage.Store
 	admission admission.Chain
+	fields    *fieldManagers
 	handler   http.Handler
 	protobuf  *protobuf.Serializer
 	ready     chan struct{}
@@ -124,6 +125,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("apiserver: the registry serves no namespaces")
 	}
 	s.admission = admission.Default(storeGetter{s})
+	s.fields = newFieldManagers(cfg.Registry.Scheme())
 	s.protobuf = protobuf.NewSerializer(cfg.Registry.Scheme(), cfg.Registry.Scheme())
 	s.kubelets = s.kubeletTransport()
 	s.handler = s.routes()

@@ -20,9 +20,11 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
 	"k8s.io/client-go/util/jsonpath"
+	"k8s.io/kube-openapi/pkg/validation/spec"
 )
 
 // customResourceStrategy is one served version of a CustomResourceDefinition:
@@ -342,4 +344,29 @@ func objectMetaFromAccessor(obj runtime.Object) *metav1.ObjectMeta {
 		DeletionGracePeriodSeconds: m.GetDeletionGracePeriodSeconds(), Labels: m.GetLabels(),
 		Annotations: m.GetAnnotations(), OwnerReferences: m.GetOwnerReferences(), Finalizers: m.GetFinalizers(),
 	}
+}
+
+// TypeConverter is the structured-merge type of this version's objects,
+// from its structural schema, for managed fields and server-side apply.
+// Metadata is kept as a free-form object (its fields are tracked without
+// the ObjectMeta schema); a version without a schema is deduced from the
+// objects themselves.
+func (s *customResourceStrategy) TypeConverter() (managedfields.TypeConverter, error) {
+	if s.structural == nil {
+		return managedfields.NewDeducedTypeConverter(), nil
+	}
+	root := s.structural.ToKubeOpenAPI()
+	if root.Properties == nil {
+		root.Properties = map[string]spec.Schema{}
+	}
+	str := spec.Schema{SchemaProps: spec.SchemaProps{Type: []string{"string"}}}
+	root.Properties["apiVersion"], root.Properties["kind"] = str, str
+	md := spec.Schema{SchemaProps: spec.SchemaProps{Type: []string{"object"}}}
+	md.AddExtension("x-kubernetes-preserve-unknown-fields", true)
+	root.Properties["metadata"] = md
+	root.AddExtension("x-kubernetes-group-version-kind", []interface{}{
+		map[string]interface{}{"group": s.info.Group, "version": s.info.Version, "kind": s.info.Kind},
+	})
+	name := fmt.Sprintf("%s.%s.%s", s.info.Group, s.info.Version, s.info.Kind)
+	return managedfields.NewTypeConverter(map[string]*spec.Schema{name: root}, false)
 }
