@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	apiextensionsapply "k8s.io/apiextensions-apiserver/pkg/client/applyconfiguration"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/applyconfigurations"
+	"sigs.k8s.io/structured-merge-diff/v6/typed"
 	"sigs.k8s.io/yaml"
 
 	"skiff/internal/registry"
@@ -49,10 +51,30 @@ type fieldManagerKey struct {
 
 func newFieldManagers(scheme *runtime.Scheme) *fieldManagers {
 	return &fieldManagers{
-		scheme:   scheme,
-		builtins: applyconfigurations.NewTypeConverter(scheme),
+		scheme: scheme,
+		builtins: byGroup{
+			"apiextensions.k8s.io": apiextensionsapply.NewTypeConverter(scheme),
+			"":                     applyconfigurations.NewTypeConverter(scheme),
+		},
 		managers: map[fieldManagerKey]*managedfields.FieldManager{},
 	}
+}
+
+// byGroup is the type converter of the built-in kinds: client-go's
+// applyconfigurations schema for Kubernetes' own groups, apiextensions'
+// for CustomResourceDefinitions (key "" is the default).
+type byGroup map[string]managedfields.TypeConverter
+
+func (b byGroup) ObjectToTyped(obj runtime.Object, opts ...typed.ValidationOptions) (*typed.TypedValue, error) {
+	c, ok := b[obj.GetObjectKind().GroupVersionKind().Group]
+	if !ok {
+		c = b[""]
+	}
+	return c.ObjectToTyped(obj, opts...)
+}
+
+func (b byGroup) TypedToObject(v *typed.TypedValue) (runtime.Object, error) {
+	return b[""].TypedToObject(v)
 }
 
 // forResource returns the field manager of res (and subresource).
