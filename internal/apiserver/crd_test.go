@@ -299,3 +299,41 @@ func TestCustomResources(t *testing.T) {
 		})
 	})
 }
+
+// TestAggregatedDiscovery: client-go's discovery (which asks for the
+// aggregated documents first) sees built-in and custom resources with their
+// subresources.
+func TestAggregatedDiscovery(t *testing.T) {
+	s := servertest.Start(t, "", servertest.NoControlPlane)
+	ctx := ctxT(t)
+	raw, err := s.Client(t).CoreV1().RESTClient().Get().AbsPath("/apis").
+		SetHeader("Accept", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json").DoRaw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), `"kind":"APIGroupDiscoveryList"`) || !strings.Contains(string(raw), `"resource":"deployments"`) ||
+		!strings.Contains(string(raw), `"subresource":"scale"`) {
+		t.Fatalf("aggregated /apis: %.600s", raw)
+	}
+	dyn, err := dynamic.NewForConfig(s.RESTConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dyn.Resource(crdGVR).Create(ctx, toUnstructured(t, widgetCRD()), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	servertest.Eventually(t, 5*time.Second, "widgets in discovery", func() error {
+		_, lists, err := s.Client(t).Discovery().ServerGroupsAndResources()
+		if err != nil {
+			return err
+		}
+		for _, l := range lists {
+			for _, r := range l.APIResources {
+				if l.GroupVersion == "example.com/v1" && r.Name == "widgets/scale" {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("no widgets/scale in discovery")
+	})
+}

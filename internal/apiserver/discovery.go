@@ -21,6 +21,10 @@ const KubernetesVersion = "v1.37.2"
 var mainVerbs = metav1.Verbs{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
 
 func (s *Server) serveAPIVersions(w http.ResponseWriter, r *http.Request) {
+	if wantsAggregatedDiscovery(r) {
+		s.serveAggregatedDiscovery(w, true)
+		return
+	}
 	writeJSON(w, http.StatusOK, &metav1.APIVersions{
 		TypeMeta: metav1.TypeMeta{Kind: "APIVersions"},
 		Versions: []string{"v1"},
@@ -60,6 +64,10 @@ func (s *Server) apiGroups() []metav1.APIGroup {
 }
 
 func (s *Server) serveAPIGroupList(w http.ResponseWriter, r *http.Request) {
+	if wantsAggregatedDiscovery(r) {
+		s.serveAggregatedDiscovery(w, false)
+		return
+	}
 	writeJSON(w, http.StatusOK, &metav1.APIGroupList{
 		TypeMeta: metav1.TypeMeta{Kind: "APIGroupList", APIVersion: "v1"},
 		Groups:   s.apiGroups(),
