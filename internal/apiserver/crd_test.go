@@ -203,6 +203,40 @@ func TestCustomResources(t *testing.T) {
 			t.Errorf("table %+v rows %+v", table.ColumnDefinitions, table.Rows)
 		}
 	})
+	t.Run("defaults-on-read-and-versions", func(t *testing.T) {
+		cur, err := dyn.Resource(crdGVR).Get(ctx, "widgets.example.com", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		def := widgetCRD()
+		def.ResourceVersion = cur.GetResourceVersion()
+		spec := def.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"]
+		spec.Properties["shape"] = apiextensionsv1.JSONSchemaProps{Type: "string", Default: &apiextensionsv1.JSON{Raw: []byte(`"round"`)}}
+		def.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"] = spec
+		v2 := *def.Spec.Versions[0].DeepCopy()
+		v2.Name, v2.Storage = "v2", false
+		def.Spec.Versions = append(def.Spec.Versions, v2)
+		if _, err := dyn.Resource(crdGVR).Update(ctx, toUnstructured(t, def), metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		servertest.Eventually(t, 5*time.Second, "the new default on read, and v2 served", func() error {
+			w, err := widgets.Get(ctx, "a", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if shape, _, _ := unstructured.NestedString(w.Object, "spec", "shape"); shape != "round" {
+				return fmt.Errorf("spec.shape = %q, want the new default", shape)
+			}
+			w2, err := dyn.Resource(schema.GroupVersionResource{Group: "example.com", Version: "v2", Resource: "widgets"}).Namespace("default").Get(ctx, "a", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if w2.GetAPIVersion() != "example.com/v2" {
+				return fmt.Errorf("through v2: apiVersion %s", w2.GetAPIVersion())
+			}
+			return nil
+		})
+	})
 	t.Run("patch-and-watch", func(t *testing.T) {
 		if _, err := widgets.Patch(ctx, "a", types.StrategicMergePatchType, []byte(`{"spec":{"color":"blue"}}`), metav1.PatchOptions{}); !apierrors.IsUnsupportedMediaType(err) {
 			t.Errorf("strategic merge patch: got %v, want 415", err)

@@ -265,25 +265,52 @@ func toStorageVersion(res *registry.Resource, obj runtime.Object) {
 	u.SetAPIVersion(schema.GroupVersion{Group: res.Group, Version: sv.StorageVersion()}.String())
 }
 
-// toServedVersion returns obj in the version of the request: custom
-// objects stored in another version get that version's apiVersion.
+// readDefaulter is a kind whose objects get defaults when read (custom
+// resources whose schema has some).
+type readDefaulter interface {
+	HasReadDefaults() bool
+	DefaultOnRead(obj runtime.Object)
+}
+
+// toServedVersion returns obj as the request's version serves it: custom
+// objects stored in another version get that version's apiVersion, and
+// their schema's defaults. Objects read from storage may be shared (the
+// watch's decode cache), so changes go to copies.
 func toServedVersion(res *registry.Resource, obj runtime.Object) runtime.Object {
 	want := res.GroupVersion().String()
+	rd, defaults := res.Strategy.(readDefaulter)
+	defaults = defaults && rd.HasReadDefaults()
+	fix := func(u *unstructured.Unstructured) *unstructured.Unstructured {
+		if u.GetAPIVersion() == want && !defaults {
+			return u
+		}
+		u = u.DeepCopy()
+		u.SetAPIVersion(want)
+		if defaults {
+			rd.DefaultOnRead(u)
+		}
+		return u
+	}
 	switch o := obj.(type) {
 	case *unstructured.Unstructured:
-		if o.GetAPIVersion() != want {
-			o = o.DeepCopy()
-			o.SetAPIVersion(want)
-		}
-		return o
+		return fix(o)
 	case *unstructured.UnstructuredList:
 		for i := range o.Items {
-			if o.Items[i].GetAPIVersion() != want {
-				o.Items[i] = *o.Items[i].DeepCopy()
-				o.Items[i].SetAPIVersion(want)
-			}
+			o.Items[i] = *fix(&o.Items[i])
 		}
 		return o
 	}
 	return obj
+}
+
+// servedAsStored reports whether stored objects of res can be sent as
+// they are stored (no version change, no defaults on read).
+func servedAsStored(res *registry.Resource) bool {
+	if sv, ok := res.Strategy.(storageVersioned); ok && sv.StorageVersion() != res.Version {
+		return false
+	}
+	if rd, ok := res.Strategy.(readDefaulter); ok && rd.HasReadDefaults() {
+		return false
+	}
+	return true
 }

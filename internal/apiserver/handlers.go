@@ -78,8 +78,8 @@ func (q *request) listRaw(rev int64) bool {
 	if q.query.Get("labelSelector") != "" || q.query.Get("fieldSelector") != "" {
 		return false
 	}
-	if sv, ok := q.res.Strategy.(storageVersioned); ok && sv.StorageVersion() != q.res.Version {
-		return false // stored objects carry another version's apiVersion
+	if !servedAsStored(q.res) {
+		return false // stored objects need another apiVersion or defaults
 	}
 	if out, err := negotiate(q.r.Header.Get("Accept")); err != nil || out != (output{}) {
 		return false

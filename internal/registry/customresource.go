@@ -44,8 +44,10 @@ type customResourceStrategy struct {
 	validator  schemavalidation.SchemaValidator
 	cel        *cel.Validator // nil: no CEL rules
 
-	hasStatus bool
-	scale     *apiextensionsv1.CustomResourceSubresourceScale
+	// hasDefaults: the schema has defaults, applied on read too.
+	hasDefaults bool
+	hasStatus   bool
+	scale       *apiextensionsv1.CustomResourceSubresourceScale
 	columns   []apiextensionsv1.CustomResourceColumnDefinition
 }
 
@@ -102,6 +104,7 @@ func NewCustomResource(crd *apiextensionsv1.CustomResourceDefinition, version st
 			return nil, fmt.Errorf("%s %s: schema is not structural: %w", crd.Name, version, err)
 		}
 		s.structural = st
+		s.hasDefaults = hasDefaults(st)
 		if s.validator, _, err = schemavalidation.NewSchemaValidator(internal); err != nil {
 			return nil, fmt.Errorf("%s %s: schema: %w", crd.Name, version, err)
 		}
@@ -369,4 +372,35 @@ func (s *customResourceStrategy) TypeConverter() (managedfields.TypeConverter, e
 	})
 	name := fmt.Sprintf("%s.%s.%s", s.info.Group, s.info.Version, s.info.Kind)
 	return managedfields.NewTypeConverter(map[string]*spec.Schema{name: root}, false)
+}
+
+func hasDefaults(s *structuralschema.Structural) bool {
+	if s == nil {
+		return false
+	}
+	if s.Default.Object != nil {
+		return true
+	}
+	for _, p := range s.Properties {
+		if hasDefaults(&p) {
+			return true
+		}
+	}
+	if s.Items != nil && hasDefaults(s.Items) {
+		return true
+	}
+	return s.AdditionalProperties != nil && hasDefaults(s.AdditionalProperties.Structural)
+}
+
+// HasReadDefaults reports whether the schema has defaults to apply to
+// objects read from storage.
+func (s *customResourceStrategy) HasReadDefaults() bool { return s.hasDefaults }
+
+// DefaultOnRead applies the schema's defaults to an object read from
+// storage (defaults added to a schema after the object was written), as
+// Kubernetes does. obj must be the caller's own copy.
+func (s *customResourceStrategy) DefaultOnRead(obj runtime.Object) {
+	if s.hasDefaults {
+		defaulting.Default(unstructuredContent(obj), s.structural)
+	}
 }

@@ -55,10 +55,15 @@ func (s crdStrategy) PrepareForCreate(obj runtime.Object) {
 }
 
 // PrepareForUpdate keeps the status but follows the names and the storage
-// version of the new spec.
+// version of the new spec. An update that leaves the cleanup finalizer
+// out keeps it while the definition is not being deleted (then removing
+// it by hand lets a stuck definition go).
 func (s crdStrategy) PrepareForUpdate(obj, old runtime.Object) {
-	crd := obj.(*apiextensionsv1.CustomResourceDefinition)
-	crd.Status = *old.(*apiextensionsv1.CustomResourceDefinition).Status.DeepCopy()
+	crd, prev := obj.(*apiextensionsv1.CustomResourceDefinition), old.(*apiextensionsv1.CustomResourceDefinition)
+	crd.Status = *prev.Status.DeepCopy()
+	if prev.DeletionTimestamp == nil && slices.Contains(prev.Finalizers, CRDCleanupFinalizer) && !slices.Contains(crd.Finalizers, CRDCleanupFinalizer) {
+		crd.Finalizers = append(crd.Finalizers, CRDCleanupFinalizer)
+	}
 	acceptCRD(crd)
 }
 
