@@ -48,7 +48,7 @@ type customResourceStrategy struct {
 	hasDefaults bool
 	hasStatus   bool
 	scale       *apiextensionsv1.CustomResourceSubresourceScale
-	columns   []apiextensionsv1.CustomResourceColumnDefinition
+	columns     []apiextensionsv1.CustomResourceColumnDefinition
 }
 
 // NewCustomResource builds the strategy of one served version of crd.
