@@ -9,6 +9,7 @@
 //     a pod's create call to its ADDED event,
 //  3. GETs every pod,
 //  4. lists all pods -lists times,
+//  5. does the same with -custom objects of a CRD,
 //
 // and reports the server's RSS (fresh, after the load, after -idle of
 // idling) and the binary's size. Timings never fail it: it exits non-zero
@@ -45,6 +46,7 @@ import (
 
 type options struct {
 	pods, workers, lists int
+	custom               int
 	skiff                string
 	stripped, keep       bool
 	idle                 time.Duration
@@ -62,6 +64,7 @@ func main() {
 	flag.IntVar(&o.pods, "pods", 10000, "pods to create")
 	flag.IntVar(&o.workers, "workers", 16, "concurrent client workers")
 	flag.IntVar(&o.lists, "lists", 20, "times to list all pods")
+	flag.IntVar(&o.custom, "custom", 10000, "custom objects (of a CRD) to create, watch, get and list after the pods; 0: none")
 	flag.StringVar(&o.skiff, "skiff", "", "skiff binary to run (default: go build the repository into a temp dir)")
 	flag.BoolVar(&o.stripped, "stripped", false, `also report the size of a stripped build (-ldflags "-s -w")`)
 	flag.DurationVar(&o.idle, "idle", 10*time.Second, "idle time before the second RSS reading")
@@ -129,7 +132,7 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 			fmt.Fprintf(os.Stderr, "skiff server log (tail):\n%s\n", srv.logTail(40))
 		}
 	}()
-	client, _, err := srv.waitReady(ctx, readyTimeout)
+	client, restConfig, err := srv.waitReady(ctx, readyTimeout)
 	if err != nil {
 		return err
 	}
@@ -142,6 +145,10 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 		srv.pid(), startup.Round(time.Millisecond), o.pods, o.workers, o.lists, runtime.GOMAXPROCS(0), runtime.NumCPU())
 
 	results, loadErr := load(ctx, client, o)
+	if loadErr == nil && o.custom > 0 {
+		custom, err := loadCustom(ctx, restConfig, o)
+		results, loadErr = append(results, custom...), err
+	}
 
 	afterLoad, err := readMemory(srv.pid())
 	if err != nil {
