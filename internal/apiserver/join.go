@@ -21,39 +21,22 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"skiff/internal/join"
 	"skiff/internal/storage"
 )
 
-// Paths of the join protocol. They live outside /api and /apis because a
-// joining node has no client certificate yet: /cacerts is anonymous (the
-// node checks what it gets against the hash in its token), and node-certs
-// authenticates with the join token itself.
+// The join protocol's paths and bodies are shared with the agent in
+// internal/join.
 const (
-	CACertsPath   = "/cacerts"
-	NodeCertsPath = "/v1-skiff/node-certs"
+	CACertsPath   = join.CACertsPath
+	NodeCertsPath = join.NodeCertsPath
 )
 
 // NodeCertsRequest is the body of POST /v1-skiff/node-certs.
-type NodeCertsRequest struct {
-	NodeName string `json:"nodeName"`
-	// ClientCSR and ServingCSR are PEM certificate requests; only their
-	// public keys are used.
-	ClientCSR  string   `json:"clientCSR"`
-	ServingCSR string   `json:"servingCSR"`
-	Addresses  []string `json:"addresses,omitempty"`
-	Hostnames  []string `json:"hostnames,omitempty"`
-	// NodePassword is a secret the node keeps. The first join of a name
-	// pins the name to it, so another holder of the join token cannot get
-	// certificates for a node that already exists (as k3s does).
-	NodePassword string `json:"nodePassword"`
-}
+type NodeCertsRequest = join.NodeCertsRequest
 
 // NodeCertsResponse is the answer to POST /v1-skiff/node-certs.
-type NodeCertsResponse struct {
-	ClientCert  string `json:"clientCert"`
-	ServingCert string `json:"servingCert"`
-	CA          string `json:"ca"`
-}
+type NodeCertsResponse = join.NodeCertsResponse
 
 // maxJoinBodyBytes bounds an unauthenticated-until-checked body; two CSRs
 // and a few names fit many times over.

@@ -31,7 +31,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"skiff/internal/apiserver"
+	"skiff/internal/join"
 	"skiff/internal/pki"
 )
 
@@ -247,7 +247,7 @@ func requestCerts(ctx context.Context, cfg Config, caHash string, res *Result) e
 	if err != nil {
 		return err
 	}
-	body := apiserver.NodeCertsRequest{
+	body := join.NodeCertsRequest{
 		NodePassword: password,
 		NodeName:     cfg.NodeName,
 		ClientCSR:    string(clientCSR),
@@ -335,7 +335,7 @@ func FetchCA(ctx context.Context, serverURL, caHash string) ([]byte, error) {
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12},
 	}}
 	defer client.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(serverURL, "/")+apiserver.CACertsPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(serverURL, "/")+join.CACertsPath, nil)
 	if err != nil {
 		return nil, fmt.Errorf("fetch CA certificate: %w", err)
 	}
@@ -358,9 +358,9 @@ func FetchCA(ctx context.Context, serverURL, caHash string) ([]byte, error) {
 }
 
 // postCSRs sends the CSRs over TLS verified against the pinned CA.
-func postCSRs(ctx context.Context, cfg Config, roots *x509.CertPool, body *apiserver.NodeCertsRequest) (*apiserver.NodeCertsResponse, error) {
-	var out apiserver.NodeCertsResponse
-	err := Call(ctx, cfg.ServerURL, cfg.Token, roots, http.MethodPost, apiserver.NodeCertsPath, body, &out)
+func postCSRs(ctx context.Context, cfg Config, roots *x509.CertPool, body *join.NodeCertsRequest) (*join.NodeCertsResponse, error) {
+	var out join.NodeCertsResponse
+	err := Call(ctx, cfg.ServerURL, cfg.Token, roots, http.MethodPost, join.NodeCertsPath, body, &out)
 	var se *StatusError
 	if errors.As(err, &se) && se.Code == http.StatusForbidden {
 		return nil, fmt.Errorf("request node certificates: %w (or give this machine another --node-name)", err)

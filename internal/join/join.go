@@ -1,0 +1,35 @@
+// Package join holds the wire types of the join protocol that agents and
+// servers share, so that an agent-side package never imports the API
+// server to speak it.
+package join
+
+// Paths of the join protocol. They live outside /api and /apis because a
+// joining node has no client certificate yet: /cacerts is anonymous (the
+// node checks what it gets against the hash in its token), and node-certs
+// authenticates with the join token itself.
+const (
+	CACertsPath   = "/cacerts"
+	NodeCertsPath = "/v1-skiff/node-certs"
+)
+
+// NodeCertsRequest is the body of POST /v1-skiff/node-certs.
+type NodeCertsRequest struct {
+	NodeName string `json:"nodeName"`
+	// ClientCSR and ServingCSR are PEM certificate requests; only their
+	// public keys are used.
+	ClientCSR  string   `json:"clientCSR"`
+	ServingCSR string   `json:"servingCSR"`
+	Addresses  []string `json:"addresses,omitempty"`
+	Hostnames  []string `json:"hostnames,omitempty"`
+	// NodePassword is a secret the node keeps. The first join of a name
+	// pins the name to it, so another holder of the join token cannot get
+	// certificates for a node that already exists (as k3s does).
+	NodePassword string `json:"nodePassword"`
+}
+
+// NodeCertsResponse is the answer to POST /v1-skiff/node-certs.
+type NodeCertsResponse struct {
+	ClientCert  string `json:"clientCert"`
+	ServingCert string `json:"servingCert"`
+	CA          string `json:"ca"`
+}
