@@ -132,7 +132,14 @@ func (s crdStrategy) Validate(obj runtime.Object) field.ErrorList {
 	if err != nil {
 		return field.ErrorList{field.Invalid(field.NewPath("spec"), "", err.Error())}
 	}
-	errs := apiextensionsvalidation.ValidateCustomResourceDefinition(context.Background(), internal)
+	for i, v := range crd.Spec.Versions {
+		if len(v.SelectableFields) > 0 && (v.Schema == nil || v.Schema.OpenAPIV3Schema == nil) {
+			return field.ErrorList{field.Required(field.NewPath("spec", "versions").Index(i).Child("schema"), "selectableFields need a schema")}
+		}
+	}
+	errs := guardValidation(func() field.ErrorList {
+		return apiextensionsvalidation.ValidateCustomResourceDefinition(context.Background(), internal)
+	})
 	if len(errs) > 0 {
 		return errs
 	}
@@ -181,5 +188,19 @@ func (crdStrategy) ValidateUpdate(obj, old runtime.Object) field.ErrorList {
 	if err != nil {
 		return field.ErrorList{field.Invalid(field.NewPath("spec"), "", err.Error())}
 	}
-	return apiextensionsvalidation.ValidateCustomResourceDefinitionUpdate(context.Background(), n, o)
+	return guardValidation(func() field.ErrorList {
+		return apiextensionsvalidation.ValidateCustomResourceDefinitionUpdate(context.Background(), n, o)
+	})
+}
+
+// guardValidation runs a validation of the apiextensions library, turning
+// a panic on input it does not expect (selectable fields of a version with
+// no schema crash it) into a refusal instead of a failed request.
+func guardValidation(validate func() field.ErrorList) (errs field.ErrorList) {
+	defer func() {
+		if v := recover(); v != nil {
+			errs = field.ErrorList{field.Invalid(field.NewPath("spec"), "", fmt.Sprintf("the definition could not be validated: %v", v))}
+		}
+	}()
+	return validate()
 }

@@ -23,6 +23,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -251,7 +252,7 @@ func NewWithOptions(opts Options) (*Registry, error) {
 		corev1.AddToScheme, appsv1.AddToScheme, batchv1.AddToScheme,
 		discoveryv1.AddToScheme, coordinationv1.AddToScheme, storagev1.AddToScheme,
 		eventsv1.AddToScheme, policyv1.AddToScheme, autoscalingv1.AddToScheme,
-		authorizationv1.AddToScheme, authenticationv1.AddToScheme,
+		authorizationv1.AddToScheme, authenticationv1.AddToScheme, rbacv1.AddToScheme,
 		apiextensionsv1.AddToScheme, metav1.AddMetaToScheme,
 	} {
 		if err := add(scheme); err != nil {
@@ -300,6 +301,11 @@ func builtins(opts Options) []Strategy {
 		leaseStrategy{},
 		storageClassStrategy{},
 		eventsV1Strategy{},
+
+		roleStrategy{},
+		clusterRoleStrategy{},
+		roleBindingStrategy{},
+		clusterRoleBindingStrategy{},
 
 		selfSubjectAccessReviewStrategy{},
 		selfSubjectReviewStrategy{},

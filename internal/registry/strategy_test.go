@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"runtime/debug"
 	"sort"
 	"testing"
 
@@ -670,7 +671,7 @@ func TestStrategiesTolerateRandomObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := randfill.NewWithSeed(1).NilChance(0.3).NumElements(0, 2).Funcs(
+	f := randfill.NewWithSeed(1).NilChance(0.3).NumElements(0, 2).MaxDepth(12).Funcs(
 		func(q *resource.Quantity, c randfill.Continue) {
 			*q = *resource.NewQuantity(c.Int63n(2000)-100, resource.DecimalSI)
 		},
@@ -683,7 +684,7 @@ func TestStrategiesTolerateRandomObjects(t *testing.T) {
 			func() {
 				defer func() {
 					if p := recover(); p != nil {
-						t.Fatalf("%s: panic: %v\nobject: %+v", r.Kind, p, obj)
+						t.Fatalf("%s: panic: %v\n%s", r.Kind, p, debug.Stack())
 					}
 				}()
 				defaultObject(obj, Options{})
