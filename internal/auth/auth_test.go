@@ -278,8 +278,10 @@ type fixed struct {
 	err    error
 }
 
-func (f fixed) Authorize(context.Context, Attributes) (Decision, string, error) { return f.d, f.reason, f.err }
-func (f fixed) RulesFor(context.Context, *User, string) (Rules, error)         { return Rules{}, nil }
+func (f fixed) Authorize(context.Context, Attributes) (Decision, string, error) {
+	return f.d, f.reason, f.err
+}
+func (f fixed) RulesFor(context.Context, *User, string) (Rules, error) { return Rules{}, nil }
 
 func TestAuthorizerChain(t *testing.T) {
 	masters := &User{Name: "admin", Groups: []string{SystemPrivilegedGroup}}
