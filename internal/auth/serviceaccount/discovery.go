@@ -84,7 +84,6 @@ func DiscoveryHandlers(issuer, jwksURI string, keys []crypto.PublicKey) (openIDC
 	return static(cfgJSON, "application/json"), static(keysJSON, "application/jwk-set+json"), nil
 }
 
-
 func static(body []byte, contentType string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {

@@ -173,7 +173,9 @@ func TestTokens(t *testing.T) {
 		{name: "node-bound, node gone", token: issue(signer, BoundToken{Node: node}), edit: func(o *objects) { delete(o.nodes, "n1") }, wantErr: "node n1 not found"},
 		{name: "service account gone", token: issue(signer, BoundToken{}), edit: func(o *objects) { delete(o.sas, "ns/builder") }, wantErr: "service account ns/builder not found"},
 		{name: "service account recreated", token: issue(signer, BoundToken{}),
-			edit:    func(o *objects) { o.sas["ns/builder"] = &corev1.ServiceAccount{ObjectMeta: meta("ns", "builder", "new")} },
+			edit: func(o *objects) {
+				o.sas["ns/builder"] = &corev1.ServiceAccount{ObjectMeta: meta("ns", "builder", "new")}
+			},
 			wantErr: "has UID new"},
 		{name: "wrong audience", token: issue(signer, BoundToken{Audiences: []string{"vault"}}), wantErr: "audiences"},
 		{name: "expired", token: issue(signer, BoundToken{Now: now.Add(-3 * time.Hour)}), wantErr: "expired"},
@@ -195,7 +197,9 @@ func TestTokens(t *testing.T) {
 				o.secrets["ns/builder-token"] = s
 			}, wantErr: "does not match"},
 		{name: "legacy, account recreated", token: legacyTok,
-			edit:    func(o *objects) { o.sas["ns/builder"] = &corev1.ServiceAccount{ObjectMeta: meta("ns", "builder", "new")} },
+			edit: func(o *objects) {
+				o.sas["ns/builder"] = &corev1.ServiceAccount{ObjectMeta: meta("ns", "builder", "new")}
+			},
 			wantErr: "has UID new"},
 		{name: "legacy off", token: legacyTok, legacyOff: true},
 	}
