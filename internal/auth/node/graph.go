@@ -42,8 +42,17 @@ type Graph struct {
 // complete (start the informers' factory first).
 func NewGraph(pods corev1informers.PodInformer, pvcs corev1informers.PersistentVolumeClaimInformer, pvs corev1informers.PersistentVolumeInformer) (*Graph, error) {
 	g := newGraph(pvcs.Lister(), pvs.Lister())
-	g.synced = []cache.InformerSynced{pods.Informer().HasSynced, pvcs.Informer().HasSynced, pvs.Informer().HasSynced}
-	_, err := pods.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	reg, err := pods.Informer().AddEventHandler(g.handlers())
+	if err != nil {
+		return nil, fmt.Errorf("node graph: %w", err)
+	}
+	// The pod handler's own sync point: the graph holds every listed pod.
+	g.synced = []cache.InformerSynced{reg.HasSynced, pvcs.Informer().HasSynced, pvs.Informer().HasSynced}
+	return g, nil
+}
+
+func (g *Graph) handlers() cache.ResourceEventHandlerFuncs {
+	return cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { g.setPod(obj) },
 		UpdateFunc: func(_, obj any) { g.setPod(obj) },
 		DeleteFunc: func(obj any) {
@@ -54,11 +63,7 @@ func NewGraph(pods corev1informers.PodInformer, pvcs corev1informers.PersistentV
 				g.deletePod(types.NamespacedName{Namespace: p.Namespace, Name: p.Name})
 			}
 		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("node graph: %w", err)
 	}
-	return g, nil
 }
 
 func newGraph(pvcs corev1listers.PersistentVolumeClaimLister, pvs corev1listers.PersistentVolumeLister) *Graph {
