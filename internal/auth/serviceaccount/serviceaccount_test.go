@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -365,5 +366,72 @@ func TestListerGetter(t *testing.T) {
 	}
 	if _, err := g.Node(ctx, "none"); !apierrors.IsNotFound(err) {
 		t.Fatalf("node: %v", err)
+	}
+}
+
+func TestIssueRequest(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	key := ecKey(t)
+	s, _ := NewSigner(issuer, key)
+	sa := &corev1.ServiceAccount{ObjectMeta: meta("ns", "runner", "sa-uid")}
+	pod := &corev1.Pod{ObjectMeta: meta("ns", "web", "pod-uid"), Spec: corev1.PodSpec{ServiceAccountName: "runner", NodeName: "n1"}}
+	otherPod := &corev1.Pod{ObjectMeta: meta("ns", "db", "db-uid"), Spec: corev1.PodSpec{ServiceAccountName: "default"}}
+	o := objects{
+		sas:     map[string]*corev1.ServiceAccount{"ns/runner": sa},
+		pods:    map[string]*corev1.Pod{"ns/web": pod, "ns/db": otherPod},
+		secrets: map[string]*corev1.Secret{},
+		nodes:   map[string]*corev1.Node{"n1": {ObjectMeta: meta("", "n1", "n1-uid")}},
+	}
+	opts := TokenRequestOptions{Audiences: []string{issuer}, Now: func() time.Time { return now }}
+	secs := func(n int64) *int64 { return &n }
+	bound := func(kind, apiVersion, name, uid string) *authenticationv1.BoundObjectReference {
+		return &authenticationv1.BoundObjectReference{Kind: kind, APIVersion: apiVersion, Name: name, UID: types.UID(uid)}
+	}
+	tests := []struct {
+		name    string
+		spec    authenticationv1.TokenRequestSpec
+		opts    *TokenRequestOptions
+		wantExp time.Duration
+		wantErr string
+	}{
+		{name: "defaults", wantExp: time.Hour},
+		{name: "pod-bound", spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: secs(7200), BoundObjectRef: bound("Pod", "v1", "web", "pod-uid")}, wantExp: 2 * time.Hour},
+		{name: "too short", spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: secs(60)}, wantErr: "may not specify a duration less than 10 minutes"},
+		{name: "capped", spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: secs(86400)}, opts: &TokenRequestOptions{Audiences: []string{issuer}, MaxExpiration: 2 * time.Hour}, wantExp: 2 * time.Hour},
+		{name: "stale UID", spec: authenticationv1.TokenRequestSpec{BoundObjectRef: bound("Pod", "v1", "web", "old")}, wantErr: "does not match the UID in record"},
+		{name: "pod of another account", spec: authenticationv1.TokenRequestSpec{BoundObjectRef: bound("Pod", "v1", "db", "")}, wantErr: `cannot bind token for serviceaccount "runner" to pod running with different serviceaccount name.`},
+		{name: "missing pod", spec: authenticationv1.TokenRequestSpec{BoundObjectRef: bound("Pod", "v1", "gone", "")}, wantErr: "not found"},
+		{name: "bad kind", spec: authenticationv1.TokenRequestSpec{BoundObjectRef: bound("Deployment", "apps/v1", "d", "")}, wantErr: `cannot bind token for serviceaccount "runner" to object of type apps/v1, Kind=Deployment`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			op := opts
+			if tt.opts != nil {
+				op = *tt.opts
+				op.Now = opts.Now
+			}
+			out, err := s.IssueRequest(ctx, o, sa, &authenticationv1.TokenRequest{Spec: tt.spec}, op)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := out.Status.ExpirationTimestamp.Time; !got.Equal(now.Add(tt.wantExp)) {
+				t.Fatalf("expires %v", got)
+			}
+			a, _ := NewAuthenticator(AuthenticatorConfig{Issuers: []string{issuer}, Keys: []crypto.PublicKey{key.Public()}, Getter: o, Now: func() time.Time { return now }})
+			u, ok, err := a.AuthenticateToken(ctx, out.Status.Token)
+			if err != nil || !ok || u.Name != "system:serviceaccount:ns:runner" {
+				t.Fatalf("issued token: %+v %v %v", u, ok, err)
+			}
+			if tt.spec.BoundObjectRef != nil && u.Extra[ExtraNodeName][0] != "n1" {
+				t.Fatalf("node claim missing: %+v", u.Extra)
+			}
+		})
 	}
 }

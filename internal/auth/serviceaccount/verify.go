@@ -144,8 +144,12 @@ func (a *authenticator) bound(ctx context.Context, c *claims) (*auth.User, bool,
 	if k == nil || k.ServiceAccount == nil || k.Namespace == "" || k.ServiceAccount.Name == "" {
 		return nil, false, errors.New("service account token: missing kubernetes.io claims")
 	}
-	if !slices.ContainsFunc(c.Audience, func(aud string) bool { return slices.Contains(a.cfg.Audiences, aud) }) {
-		return nil, false, fmt.Errorf("service account token: audiences %q are not among %q", []string(c.Audience), a.cfg.Audiences)
+	audiences := a.cfg.Audiences
+	if auds, ok := auth.AudiencesFrom(ctx); ok {
+		audiences = auds
+	}
+	if !slices.ContainsFunc(c.Audience, func(aud string) bool { return slices.Contains(audiences, aud) }) {
+		return nil, false, fmt.Errorf("service account token: audiences %q are not among %q", []string(c.Audience), audiences)
 	}
 	if want := auth.ServiceAccountUsername(k.Namespace, k.ServiceAccount.Name); c.Subject != want {
 		return nil, false, errors.New("service account token: subject does not match the service account")
