@@ -46,6 +46,12 @@ type Config struct {
 	ClientCA *x509.CertPool
 	// Issuer is the service-account issuer URL (empty: DefaultIssuer).
 	Issuer string
+	// JWKSURI is where the discovery document says the keys are; empty
+	// means the issuer's host. Set it to the API server's external
+	// address (https://<address>:6443/openid/v1/jwks) when the issuer's
+	// host resolves only inside the cluster, as upstream's
+	// --service-account-jwks-uri.
+	JWKSURI string
 	// APIAudiences are the audiences the API accepts in bound tokens
 	// (empty: the issuer).
 	APIAudiences []string
@@ -139,7 +145,7 @@ func New(cfg Config) (*Stack, error) {
 	s.Authenticator = auth.NewAuthenticator(!cfg.DisableAnonymous, auth.X509(cfg.ClientCA), auth.BearerToken(s.Tokens))
 
 	if u, err := url.Parse(cfg.Issuer); err == nil && u.Scheme == "https" {
-		if s.OpenIDConfiguration, s.JWKS, err = serviceaccount.DiscoveryHandlers(cfg.Issuer, "", keys); err != nil {
+		if s.OpenIDConfiguration, s.JWKS, err = serviceaccount.DiscoveryHandlers(cfg.Issuer, cfg.JWKSURI, keys); err != nil {
 			return nil, fmt.Errorf("auth stack: %w", err)
 		}
 	}
