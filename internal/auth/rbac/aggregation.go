@@ -74,29 +74,25 @@ func (c *AggregationController) enqueueAll() {
 	}
 }
 
-// Run runs workers until ctx is done, and returns once they have stopped.
-func (c *AggregationController) Run(ctx context.Context, workers int) error {
+// Run runs the controller until ctx is done and returns once its worker
+// has stopped. It has the shape of the controller manager's Runner.
+func (c *AggregationController) Run(ctx context.Context) {
 	defer c.queue.ShutDown()
 	c.log.Info("starting")
+	defer c.log.Info("stopped")
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced) {
-		return errors.New("clusterrole aggregation: caches did not sync")
+		return
 	}
 	var wg sync.WaitGroup
-	for range max(workers, 1) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for c.next(ctx) {
-			}
-		}()
-	}
+	wg.Go(func() {
+		for c.next(ctx) {
+		}
+	})
 	c.log.Info("ready")
 	<-ctx.Done()
 	c.log.Info("stopping")
 	c.queue.ShutDown()
 	wg.Wait()
-	c.log.Info("stopped")
-	return nil
 }
 
 func (c *AggregationController) next(ctx context.Context) bool {

@@ -345,8 +345,8 @@ func TestAggregationRun(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f.Start(ctx.Done())
-	done := make(chan error)
-	go func() { done <- c.Run(ctx, 1) }()
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
 	w, err := client.RbacV1().ClusterRoles().Watch(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -358,9 +358,7 @@ func TestAggregationRun(t *testing.T) {
 	}
 	w.Stop()
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	<-done
 	f.Shutdown()
 }
 

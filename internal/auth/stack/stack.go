@@ -90,7 +90,7 @@ type Stack struct {
 	// nil unless the issuer is an https URL.
 	OpenIDConfiguration, JWKS http.Handler
 	// Aggregation fills aggregated ClusterRoles. It is a controller: run
-	// it on the leader only (Run(ctx, workers)).
+	// it on the leader only (it is a controller manager Runner).
 	Aggregation *rbac.AggregationController
 
 	tokenOpts serviceaccount.TokenRequestOptions
