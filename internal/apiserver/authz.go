@@ -25,6 +25,11 @@ type AuthConfig struct {
 	Authorizer auth.AuthorizerResolver
 	// Tokens answer TokenReviews (the service-account authenticator).
 	Tokens []auth.TokenAuthenticator
+	// Synced, when set, reports whether the authorizer's caches are
+	// complete. Until then a request the authorizer does not allow gets
+	// 503 with Retry-After (not a 403 that would be wrong a moment
+	// later), and the health and version paths are served to anyone.
+	Synced func() bool
 	// OpenIDConfiguration and JWKS, when set, serve the service-account
 	// issuer's discovery documents (serviceaccount.DiscoveryHandlers);
 	// the authorizer decides who may read them.
@@ -101,6 +106,12 @@ func (s *Server) authorizeRequest(ctx context.Context, attrs auth.Attributes) er
 	d, reason, err := s.cfg.Auth.Authorizer.Authorize(ctx, attrs)
 	if d == auth.DecisionAllow {
 		return nil
+	}
+	if synced := s.cfg.Auth.Synced; synced != nil && !synced() {
+		if !attrs.ResourceRequest && (publicPaths[strings.TrimSuffix(attrs.Path, "/")] || publicPaths[attrs.Path]) {
+			return nil
+		}
+		return apierrors.NewServiceUnavailable("the authorizer is starting; retry in a moment")
 	}
 	if err != nil {
 		s.log.Debug("authorization error", "user", attrs.User.Name, "err", err)

@@ -134,3 +134,46 @@ func TestGuard(t *testing.T) {
 		})
 	}
 }
+
+func TestGuardBeforeSync(t *testing.T) {
+	synced := false
+	s := &Server{log: slog.New(slog.DiscardHandler), cfg: Config{Auth: &AuthConfig{
+		Authenticator: auth.NewAuthenticator(true, auth.BearerToken(auth.TokenAuthenticatorFunc(func(_ context.Context, tok string) (*auth.User, bool, error) {
+			if tok == "admin" {
+				return &auth.User{Name: "admin", Groups: []string{auth.SystemPrivilegedGroup}}, true, nil
+			}
+			return &auth.User{Name: tok}, true, nil
+		}))),
+		// Nothing but system:masters is allowed while the caches are empty.
+		Authorizer: auth.NewAuthorizer(nil, nil),
+		Synced:     func() bool { return synced },
+	}}}
+	h := s.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) }))
+	do := func(path, token string) int {
+		r := httptest.NewRequest("GET", path, nil)
+		if token != "" {
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	for _, tt := range []struct {
+		path, token string
+		want        int
+	}{
+		{"/readyz", "", 200},
+		{"/version", "", 200},
+		{"/api/v1/pods", "admin", 200},
+		{"/api/v1/pods", "bob", 503},
+		{"/apis", "", 503},
+	} {
+		if got := do(tt.path, tt.token); got != tt.want {
+			t.Errorf("before sync, %s as %q: %d, want %d", tt.path, tt.token, got, tt.want)
+		}
+	}
+	synced = true
+	if got := do("/api/v1/pods", "bob"); got != 403 {
+		t.Errorf("after sync: %d, want 403", got)
+	}
+}
