@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 
 	"skiff/internal/auth"
+	"skiff/internal/auth/stack"
 )
 
 // AuthConfig turns on authentication, impersonation and authorization
@@ -34,6 +35,18 @@ type AuthConfig struct {
 	// issuer's discovery documents (serviceaccount.DiscoveryHandlers);
 	// the authorizer decides who may read them.
 	OpenIDConfiguration, JWKS http.Handler
+}
+
+// NewAuthConfig is the AuthConfig of an assembled auth stack.
+func NewAuthConfig(st *stack.Stack) *AuthConfig {
+	return &AuthConfig{
+		Authenticator:       st.Authenticator,
+		Authorizer:          st.Authorizer,
+		Tokens:              []auth.TokenAuthenticator{st.Tokens},
+		Synced:              st.HasSynced,
+		OpenIDConfiguration: st.OpenIDConfiguration,
+		JWKS:                st.JWKS,
+	}
 }
 
 // Discovery paths of the service-account issuer, as upstream.
