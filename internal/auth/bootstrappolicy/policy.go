@@ -208,7 +208,7 @@ func editRules() []rbacv1.PolicyRule {
 		rule(Write...).groups(legacyGroup).resources("pods", "pods/attach", "pods/proxy", "pods/exec", "pods/portforward"),
 		rule("create").groups(legacyGroup).resources("pods/eviction"),
 		rule(Write...).groups(legacyGroup).resources("replicationcontrollers", "replicationcontrollers/scale", "serviceaccounts",
-			"services", "services/proxy", "persistentvolumeclaims", "configmaps", "secrets", "events"),
+			"services", "services/proxy", "persistentvolumeclaims", "configmaps", "secrets"),
 		rule("create").groups(legacyGroup).resources("serviceaccounts/token"),
 		// Secrets and the proxy subresources are not in view.
 		rule(Read...).groups(legacyGroup).resources("pods/attach", "pods/proxy", "pods/exec", "pods/portforward", "secrets", "services/proxy"),
@@ -220,7 +220,6 @@ func editRules() []rbacv1.PolicyRule {
 			"ingresses", "replicasets", "replicasets/scale", "replicationcontrollers/scale", "networkpolicies"),
 		rule(Write...).groups(policyGroup).resources("poddisruptionbudgets"),
 		rule(Write...).groups(networkingGroup).resources("networkpolicies", "ingresses"),
-		rule(ReadWrite...).groups(coordinationGroup).resources("leases"),
 	}
 }
 
