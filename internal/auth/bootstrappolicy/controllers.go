@@ -101,6 +101,12 @@ func controllers() map[string][]rbacv1.PolicyRule {
 		"service-account-controller": concat(eventsRule(), []rbacv1.PolicyRule{
 			rule("create").groups(legacyGroup).resources("serviceaccounts"),
 		}),
+		// Upstream's tokens controller runs with the controller manager's
+		// own credential; skiff gives it an account of its own.
+		"tokens-controller": {
+			rule("get", "list", "watch", "update", "delete").groups(legacyGroup).resources("secrets"),
+			rule(Read...).groups(legacyGroup).resources("serviceaccounts"),
+		},
 		"root-ca-cert-publisher": concat(eventsRule(), []rbacv1.PolicyRule{
 			rule("create", "update").groups(legacyGroup).resources("configmaps"),
 		}),
@@ -128,27 +134,30 @@ func ControllerServiceAccounts() []string {
 // skiffControllers maps skiff's controller names (internal/controller/...
 // Name, and the manager's entry names) to upstream's service accounts.
 var skiffControllers = map[string]string{
-	"job-controller":              "job-controller",
-	"job":                         "job-controller",
-	"cronjob-controller":          "cronjob-controller",
-	"cronjob":                     "cronjob-controller",
-	"daemonset-controller":        "daemon-set-controller",
-	"daemonset":                   "daemon-set-controller",
-	"deployment-controller":       "deployment-controller",
-	"deployment":                  "deployment-controller",
-	"replicaset-controller":       "replicaset-controller",
-	"replicaset":                  "replicaset-controller",
-	"endpoints":                   "endpoint-controller",
-	"endpointslice":               "endpointslice-controller",
-	"garbagecollector":            "generic-garbage-collector",
-	"namespace":                   "namespace-controller",
-	"nodelifecycle":               "node-controller",
-	"nodeipam":                    "node-controller",
-	"podgc":                       "pod-garbage-collector",
-	"persistentvolume-controller": "persistent-volume-binder",
-	"persistentvolume-binder":     "persistent-volume-binder",
-	"local-path-provisioner":      "local-path-provisioner",
-	"clusterrole-aggregation":     "clusterrole-aggregation-controller",
+	"job-controller":                  "job-controller",
+	"job":                             "job-controller",
+	"cronjob-controller":              "cronjob-controller",
+	"cronjob":                         "cronjob-controller",
+	"daemonset-controller":            "daemon-set-controller",
+	"daemonset":                       "daemon-set-controller",
+	"deployment-controller":           "deployment-controller",
+	"deployment":                      "deployment-controller",
+	"replicaset-controller":           "replicaset-controller",
+	"replicaset":                      "replicaset-controller",
+	"endpoints":                       "endpoint-controller",
+	"endpointslice":                   "endpointslice-controller",
+	"garbagecollector":                "generic-garbage-collector",
+	"namespace":                       "namespace-controller",
+	"nodelifecycle":                   "node-controller",
+	"nodeipam":                        "node-controller",
+	"podgc":                           "pod-garbage-collector",
+	"persistentvolume-controller":     "persistent-volume-binder",
+	"persistentvolume-binder":         "persistent-volume-binder",
+	"local-path-provisioner":          "local-path-provisioner",
+	"clusterrole-aggregation":         "clusterrole-aggregation-controller",
+	"serviceaccount-controller":       "service-account-controller",
+	"root-ca-cert-publisher":          "root-ca-cert-publisher",
+	"serviceaccount-token-controller": "tokens-controller",
 }
 
 // ControllerServiceAccount returns the kube-system service account a skiff
