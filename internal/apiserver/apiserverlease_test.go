@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"skiff/internal/config"
 	"skiff/internal/etcd"
 	"skiff/internal/pki"
 	"skiff/internal/registry"
@@ -87,7 +88,7 @@ type haServer struct {
 // store and, unless mod changes it, as its Config.Etcd.
 func (c *haCluster) start(t *testing.T, ln net.Listener, mod func(*Config)) *haServer {
 	t.Helper()
-	reg, err := registry.New()
+	reg, err := testRegistry(c.db.Client())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,4 +393,15 @@ func ctxTimeout(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// testRegistry is the registry a server gets, with service allocators over
+// the cluster's etcd and the default ranges.
+func testRegistry(c *clientv3.Client) (*registry.Registry, error) {
+	def := config.DefaultServer()
+	ips, err := registry.NewServiceIPAllocator(c, def.ServiceCIDR)
+	if err != nil {
+		return nil, err
+	}
+	return registry.NewWithOptions(registry.Options{ServiceIPs: ips, NodePorts: registry.NewNodePortAllocator(c, def.NodePortRange)})
 }

@@ -34,7 +34,7 @@ func (s *Server) bootstrap(ctx context.Context) error {
 		ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default",
 			Labels: map[string]string{"component": "apiserver", "provider": "kubernetes"}},
 		Spec: corev1.ServiceSpec{
-			ClusterIP: s.ips.FirstIP().String(),
+			ClusterIP: firstServiceIP(s.cfg.ServiceCIDR).String(),
 			Ports:     []corev1.ServicePort{{Name: "https", Port: 443, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(int32(s.port()))}},
 		},
 	}
@@ -96,9 +96,12 @@ func (s *Server) ensureSpec(ctx context.Context, group, version, resource string
 	// loopback address when the server listens on loopback only.
 	res.PrepareForCreate(obj)
 	res.Default(obj)
-	release, err := s.allocateOnCreate(ctx, obj, false)
-	if err != nil {
-		return err
+	release := func() {}
+	if a := res.Allocator(); a != nil {
+		var err error
+		if release, err = a.AllocateOnCreate(ctx, obj, false); err != nil {
+			return err
+		}
 	}
 	if _, err := s.store.Create(ctx, k, obj); err != nil {
 		release()

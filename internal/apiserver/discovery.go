@@ -21,6 +21,10 @@ const KubernetesVersion = "v1.37.2"
 var mainVerbs = metav1.Verbs{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
 
 func (s *Server) serveAPIVersions(w http.ResponseWriter, r *http.Request) {
+	if wantsAggregatedDiscovery(r) {
+		s.serveAggregatedDiscovery(w, true)
+		return
+	}
 	writeJSON(w, http.StatusOK, &metav1.APIVersions{
 		TypeMeta: metav1.TypeMeta{Kind: "APIVersions"},
 		Versions: []string{"v1"},
@@ -60,6 +64,10 @@ func (s *Server) apiGroups() []metav1.APIGroup {
 }
 
 func (s *Server) serveAPIGroupList(w http.ResponseWriter, r *http.Request) {
+	if wantsAggregatedDiscovery(r) {
+		s.serveAggregatedDiscovery(w, false)
+		return
+	}
 	writeJSON(w, http.StatusOK, &metav1.APIGroupList{
 		TypeMeta: metav1.TypeMeta{Kind: "APIGroupList", APIVersion: "v1"},
 		Groups:   s.apiGroups(),
@@ -116,30 +124,12 @@ func apiResources(res *registry.Resource) []metav1.APIResource {
 		Kind: res.Kind, Verbs: verbs, ShortNames: res.ShortNames, Categories: res.Categories,
 	}}
 	for _, sub := range res.Subresources {
-		a := metav1.APIResource{Name: res.Resource + "/" + sub, Namespaced: res.Namespaced, Kind: res.Kind}
-		switch sub {
-		case "status":
-			a.Verbs = metav1.Verbs{"get", "patch", "update"}
-		case "scale":
-			a.Group, a.Version, a.Kind = "autoscaling", "v1", "Scale"
-			a.Verbs = metav1.Verbs{"get", "patch", "update"}
-		case "binding":
-			a.Kind, a.Verbs = "Binding", metav1.Verbs{"create"}
-		case "eviction":
-			a.Group, a.Version, a.Kind = "policy", "v1", "Eviction"
-			a.Verbs = metav1.Verbs{"create"}
-		case "finalize":
-			a.Verbs = metav1.Verbs{"update"}
-		case "log":
-			a.Verbs = metav1.Verbs{"get"}
-		case "exec":
-			a.Kind, a.Verbs = "PodExecOptions", metav1.Verbs{"create", "get"}
-		case "attach":
-			a.Kind, a.Verbs = "PodAttachOptions", metav1.Verbs{"create", "get"}
-		case "portforward":
-			a.Kind, a.Verbs = "PodPortForwardOptions", metav1.Verbs{"create", "get"}
-		case "proxy":
-			a.Kind, a.Verbs = "NodeProxyOptions", metav1.Verbs{"create", "delete", "get", "patch", "update"}
+		a := metav1.APIResource{
+			Name: res.Resource + "/" + sub.Name, Namespaced: res.Namespaced, Kind: res.Kind,
+			Group: sub.Group, Version: sub.Version, Verbs: sub.Verbs,
+		}
+		if sub.Kind != "" {
+			a.Kind = sub.Kind
 		}
 		out = append(out, a)
 	}

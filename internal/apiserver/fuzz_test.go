@@ -48,7 +48,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"skiff/internal/etcd"
-	"skiff/internal/registry"
 	"skiff/internal/storage"
 )
 
@@ -107,7 +106,7 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 		f.Fatalf("start etcd: %v", err)
 	}
 	f.Cleanup(func() { _ = db.Close() })
-	reg, err := registry.New()
+	reg, err := testRegistry(db.Client())
 	if err != nil {
 		f.Fatalf("registry: %v", err)
 	}

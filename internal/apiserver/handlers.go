@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -20,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"skiff/internal/admission"
 	"skiff/internal/registry"
 	"skiff/internal/storage"
 )
@@ -78,6 +78,9 @@ func (q *request) listRaw(rev int64) bool {
 	if q.query.Get("labelSelector") != "" || q.query.Get("fieldSelector") != "" {
 		return false
 	}
+	if sv, ok := q.res.Strategy.(storageVersioned); ok && sv.StorageVersion() != q.res.Version {
+		return false // stored objects carry another version's apiVersion
+	}
 	if out, err := negotiate(q.r.Header.Get("Accept")); err != nil || out != (output{}) {
 		return false
 	}
@@ -110,26 +113,6 @@ func (q *request) listRaw(rev int64) bool {
 	return true
 }
 
-// namespaceUsable refuses objects in a missing or terminating namespace, as
-// Kubernetes' NamespaceLifecycle admission does.
-func (q *request) namespaceUsable(ctx context.Context, ns string) error {
-	if !q.res.Namespaced {
-		return nil
-	}
-	obj, err := q.s.store.Get(ctx, key(q.s.namespaces, "", ns))
-	if errors.Is(err, storage.ErrNotFound) {
-		return apierrors.NewNotFound(q.s.namespaces.GroupResource(), ns)
-	}
-	if err != nil {
-		return err
-	}
-	if n := obj.(*corev1.Namespace); n.DeletionTimestamp != nil || n.Status.Phase == corev1.NamespaceTerminating {
-		return apierrors.NewForbidden(q.res.GroupResource(), "",
-			fmt.Errorf("unable to create new content in namespace %s because it is being terminated", ns))
-	}
-	return nil
-}
-
 // randomSuffix is the 5-character suffix of generateName.
 func randomSuffix() string {
 	const alphabet = "bcdfghjklmnpqrstvwxz2456789"
@@ -147,30 +130,39 @@ func (q *request) create() {
 		q.fail(err)
 		return
 	}
-	ctx := q.r.Context()
+	if err := q.validateFieldManager(false); err != nil {
+		q.fail(err)
+		return
+	}
+	out, err := q.createObject(q.r.Context(), obj, nil)
+	if err != nil {
+		q.fail(err)
+		return
+	}
+	q.respond(http.StatusCreated, out)
+}
+
+// createObject runs a create: server-owned metadata, the kind's create
+// rules and defaults, managed fields, admission, validation, storage.
+// applied, when set, is obj's managed fields from an apply patch that
+// created it.
+func (q *request) createObject(ctx context.Context, obj runtime.Object, applied []metav1.ManagedFieldsEntry) (runtime.Object, error) {
 	m, _ := meta.Accessor(obj)
 	if q.res.Namespaced {
 		if m.GetNamespace() == "" {
 			m.SetNamespace(q.ri.namespace)
 		}
 		if q.ri.namespace != "" && m.GetNamespace() != q.ri.namespace {
-			q.fail(badRequest("the namespace of the provided object does not match the namespace sent on the request"))
-			return
+			return nil, badRequest("the namespace of the provided object does not match the namespace sent on the request")
 		}
 		if q.ri.namespace == "" {
-			q.fail(badRequest("%s must be created in a namespace: POST to .../namespaces/<namespace>/%s", q.res.Resource, q.res.Resource))
-			return
+			return nil, badRequest("%s must be created in a namespace: POST to .../namespaces/<namespace>/%s", q.res.Resource, q.res.Resource)
 		}
 	} else {
 		m.SetNamespace("")
 	}
 	if m.GetResourceVersion() != "" {
-		q.fail(badRequest("resourceVersion should not be set on objects to be created"))
-		return
-	}
-	if err := q.namespaceUsable(ctx, m.GetNamespace()); err != nil {
-		q.fail(err)
-		return
+		return nil, badRequest("resourceVersion should not be set on objects to be created")
 	}
 	generated := m.GetName() == "" && m.GetGenerateName() != ""
 	m.SetUID(types.UID(uuid.NewUUID()))
@@ -179,47 +171,56 @@ func (q *request) create() {
 	m.SetDeletionGracePeriodSeconds(nil)
 	m.SetManagedFields(nil)
 	m.SetGeneration(0)
-	if registry.StatusOf(obj) != nil || hasSpec(obj) {
+	if q.res.TracksGeneration() {
 		m.SetGeneration(1)
 	}
 	q.res.PrepareForCreate(obj)
 	q.res.Default(obj)
-	if err := q.s.admitCreate(ctx, obj); err != nil {
-		q.fail(err)
-		return
+	if applied != nil {
+		m.SetManagedFields(applied)
+	} else {
+		obj = q.trackUpdate(nil, obj)
+		m, _ = meta.Accessor(obj)
+	}
+	if err := q.s.admit(ctx, &admission.Attributes{
+		Operation: admission.Create, Resource: q.res.GVR(), Namespace: m.GetNamespace(), Name: m.GetName(),
+		Object: obj, DryRun: q.dryRun(),
+	}); err != nil {
+		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
 		if generated {
 			m.SetName(m.GetGenerateName() + randomSuffix())
 		}
 		if errs := q.res.Validate(obj); len(errs) > 0 {
-			q.fail(invalid(q.res, m.GetName(), errs))
-			return
+			return nil, invalid(q.res, m.GetName(), errs)
 		}
 		out, err := q.storeCreate(ctx, obj)
 		if errors.Is(err, storage.ErrExists) && generated && attempt < 8 {
 			continue
 		}
 		if err != nil {
-			q.fail(storeErr(err, q.res.GroupResource(), m.GetName()))
-			return
+			return nil, storeErr(err, q.res.GroupResource(), m.GetName())
 		}
-		q.respond(http.StatusCreated, out)
-		return
+		return out, nil
 	}
 }
 
-// storeCreate admits and writes a new object, with the allocations that
-// services need; a dry run stops before writing.
+// storeCreate writes a new object, with the allocations its kind needs
+// (a service's cluster IP); a dry run stops before writing.
 func (q *request) storeCreate(ctx context.Context, obj runtime.Object) (runtime.Object, error) {
 	m, _ := meta.Accessor(obj)
-	release, err := q.s.allocateOnCreate(ctx, obj, q.dryRun())
-	if err != nil {
-		return nil, err
+	release := func() {}
+	if a := q.res.Allocator(); a != nil {
+		var err error
+		if release, err = a.AllocateOnCreate(ctx, obj, q.dryRun()); err != nil {
+			return nil, err
+		}
 	}
 	if q.dryRun() {
 		return obj, nil
 	}
+	toStorageVersion(q.res, obj)
 	var ttl time.Duration
 	if q.res.Expires {
 		ttl = q.s.cfg.EventTTL
@@ -232,16 +233,19 @@ func (q *request) storeCreate(ctx context.Context, obj runtime.Object) (runtime.
 	return out, nil
 }
 
-func hasSpec(obj runtime.Object) bool {
-	_, ok := reflectField(obj, "Spec")
-	return ok
-}
-
 // update serves PUT and PATCH on the main resource and on /status.
 func (q *request) update() {
 	ctx := q.r.Context()
 	b, err := q.readBody()
 	if err != nil {
+		q.fail(err)
+		return
+	}
+	if q.ri.verb == "patch" && isApplyPatch(q.r) {
+		q.serveApply(b.data)
+		return
+	}
+	if err := q.validateFieldManager(false); err != nil {
 		q.fail(err)
 		return
 	}
@@ -274,7 +278,7 @@ func (q *request) update() {
 			q.fail(err)
 			return
 		}
-		out, code, err := q.admitUpdate(ctx, obj, cur)
+		out, code, err := q.admitUpdate(ctx, obj, cur, false)
 		if errors.Is(err, errRetry) {
 			continue
 		}
@@ -293,7 +297,9 @@ var errRetry = errors.New("retry")
 
 // admitUpdate applies the update rules to obj (the client's intent) over
 // cur (stored), writes it and returns the stored result.
-func (q *request) admitUpdate(ctx context.Context, obj, cur runtime.Object) (runtime.Object, int, error) {
+// applied says obj comes from an apply patch, whose managed fields are
+// already set.
+func (q *request) admitUpdate(ctx context.Context, obj, cur runtime.Object, applied bool) (runtime.Object, int, error) {
 	m, _ := meta.Accessor(obj)
 	old, _ := meta.Accessor(cur)
 	if m.GetName() != q.ri.name {
@@ -310,16 +316,15 @@ func (q *request) admitUpdate(ctx context.Context, obj, cur runtime.Object) (run
 		return nil, 0, apierrors.NewConflict(q.res.GroupResource(), q.ri.name,
 			fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", m.GetUID(), old.GetUID()))
 	}
-	if q.ri.subresource == "status" {
+	status := q.ri.subresource == "status"
+	if status {
 		// A status write changes the status and nothing else.
 		next := cur.DeepCopyObject()
-		registry.CopyStatus(next, obj)
+		q.res.Status().CopyStatus(next, obj)
 		obj = next
 		m, _ = meta.Accessor(obj)
 	} else {
-		if q.res.HasSubresource("status") {
-			registry.CopyStatus(obj, cur)
-		}
+		q.res.PrepareForUpdate(obj, cur)
 		// Server-owned metadata is kept from the stored object.
 		m.SetNamespace(old.GetNamespace())
 		m.SetUID(old.GetUID())
@@ -332,16 +337,31 @@ func (q *request) admitUpdate(ctx context.Context, obj, cur runtime.Object) (run
 		}
 	}
 	m.SetResourceVersion(old.GetResourceVersion())
-	carryOverAllocations(obj, cur)
 	q.res.Default(obj)
-	if errs := q.res.ValidateUpdate(obj, cur); len(errs) > 0 {
+	if !applied {
+		obj = q.trackUpdate(cur, obj)
+		m, _ = meta.Accessor(obj)
+	}
+	if err := q.s.admit(ctx, &admission.Attributes{
+		Operation: admission.Update, Resource: q.res.GVR(), Subresource: q.ri.subresource,
+		Namespace: old.GetNamespace(), Name: old.GetName(), Object: obj, OldObject: cur, DryRun: q.dryRun(),
+	}); err != nil {
+		return nil, 0, err
+	}
+	validate := q.res.ValidateUpdate
+	if status {
+		validate = q.res.ValidateStatusUpdate
+	}
+	if errs := validate(obj, cur); len(errs) > 0 {
 		return nil, 0, invalid(q.res, q.ri.name, errs)
 	}
-	if !registry.SpecEqual(obj, cur) && m.GetGeneration() > 0 {
+	if m.GetGeneration() > 0 && q.res.SpecChanged(obj, cur) {
 		m.SetGeneration(old.GetGeneration() + 1)
 	}
-	if err := q.s.allocateOnUpdate(ctx, obj, cur, q.dryRun()); err != nil {
-		return nil, 0, err
+	if a := q.res.Allocator(); a != nil {
+		if err := a.AllocateOnUpdate(ctx, obj, cur, q.dryRun()); err != nil {
+			return nil, 0, err
+		}
 	}
 	if same, _ := equalEncoded(obj, cur); same {
 		return cur, http.StatusOK, nil
@@ -352,16 +372,17 @@ func (q *request) admitUpdate(ctx context.Context, obj, cur runtime.Object) (run
 	rev, _ := strconv.ParseInt(old.GetResourceVersion(), 10, 64)
 	k := key(q.res, old.GetNamespace(), old.GetName())
 	// The last finalizer gone from an object being deleted: delete it.
-	if old.GetDeletionTimestamp() != nil && q.ri.subresource != "status" && finalizersDone(obj) {
+	if old.GetDeletionTimestamp() != nil && !status && finalizersDone(q.res, obj) {
 		out, err := q.s.store.Delete(ctx, k, rev)
 		if errors.Is(err, storage.ErrConflict) && !preconditioned {
 			return nil, 0, errRetry
 		}
 		if err == nil {
-			q.s.releaseOnDelete(ctx, out)
+			q.s.releaseOnDelete(ctx, q.res, out)
 		}
 		return out, http.StatusOK, storeErr(err, q.res.GroupResource(), q.ri.name)
 	}
+	toStorageVersion(q.res, obj)
 	out, err := q.s.store.Update(ctx, k, obj, rev)
 	if errors.Is(err, storage.ErrConflict) && !preconditioned {
 		return nil, 0, errRetry
@@ -373,22 +394,20 @@ func (q *request) admitUpdate(ctx context.Context, obj, cur runtime.Object) (run
 }
 
 // finalizersDone reports an object that nothing holds back from deletion:
-// no finalizers (for a namespace, none in its spec either) and, for a pod,
-// no grace period still running.
-func finalizersDone(obj runtime.Object) bool {
+// no finalizers, and nothing its kind waits for (a namespace's
+// spec.finalizers, a pod's grace period, which its kubelet ends).
+func finalizersDone(res *registry.Resource, obj runtime.Object) bool {
 	m, _ := meta.Accessor(obj)
-	if len(m.GetFinalizers()) > 0 || pendingGrace(obj) {
-		return false
-	}
-	ns, ok := obj.(*corev1.Namespace)
-	return !ok || len(ns.Spec.Finalizers) == 0
+	return len(m.GetFinalizers()) == 0 && !res.DeletionHeld(obj) && !res.GracePending(obj)
 }
 
-// pendingGrace reports a pod still inside its deletion grace period: the
-// kubelet, not a finalizer update, finishes its deletion.
-func pendingGrace(obj runtime.Object) bool {
-	p, ok := obj.(*corev1.Pod)
-	return ok && p.DeletionGracePeriodSeconds != nil && *p.DeletionGracePeriodSeconds > 0
+// releaseOnDelete frees what a deleted object's kind allocated for it.
+func (s *Server) releaseOnDelete(ctx context.Context, res *registry.Resource, obj runtime.Object) {
+	if a := res.Allocator(); a != nil {
+		if err := a.ReleaseOnDelete(ctx, obj); err != nil {
+			s.log.Warn("release allocations of a deleted object", "resource", res.GroupResource().String(), "err", err)
+		}
+	}
 }
 
 func equalEncoded(a, b runtime.Object) (bool, error) {
@@ -440,7 +459,7 @@ func (s *Server) deleteObject(ctx context.Context, res *registry.Resource, ns, n
 			}
 		}
 		rev, _ := strconv.ParseInt(m.GetResourceVersion(), 10, 64)
-		next, pending := s.pendingDeletion(cur, opts)
+		next, pending := s.pendingDeletion(res, cur, opts)
 		if dryRun {
 			return cur, http.StatusOK, nil
 		}
@@ -464,37 +483,20 @@ func (s *Server) deleteObject(ctx context.Context, res *registry.Resource, ns, n
 		if err != nil {
 			return nil, 0, storeErr(err, res.GroupResource(), name)
 		}
-		s.releaseOnDelete(ctx, out)
+		s.releaseOnDelete(ctx, res, out)
 		return out, http.StatusOK, nil
 	}
 }
 
-// pendingDeletion decides whether deleting cur must wait (finalizers, a
-// namespace's spec finalizers, a pod's grace period). It returns the object
-// to write (nil: nothing to change) and whether the deletion is pending.
-func (s *Server) pendingDeletion(cur runtime.Object, opts *metav1.DeleteOptions) (runtime.Object, bool) {
+// pendingDeletion decides whether deleting cur must wait (finalizers, what
+// its kind waits for: a namespace's spec finalizers, a pod's grace period).
+// It returns the object to write (nil: nothing to change) and whether the
+// deletion is pending.
+func (s *Server) pendingDeletion(res *registry.Resource, cur runtime.Object, opts *metav1.DeleteOptions) (runtime.Object, bool) {
 	m, _ := meta.Accessor(cur)
 	now := metav1.Now()
-	if pod, ok := cur.(*corev1.Pod); ok {
-		grace := int64(30)
-		if pod.Spec.TerminationGracePeriodSeconds != nil {
-			grace = *pod.Spec.TerminationGracePeriodSeconds
-		}
-		if opts.GracePeriodSeconds != nil {
-			grace = *opts.GracePeriodSeconds
-		}
-		// An unscheduled or finished pod has no kubelet to wait for.
-		if pod.Spec.NodeName == "" || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
-			grace = 0
-		}
-		if grace > 0 {
-			if pod.DeletionGracePeriodSeconds != nil && *pod.DeletionGracePeriodSeconds <= grace {
-				return nil, true
-			}
-			next := pod.DeepCopy()
-			ts := metav1.NewTime(now.Add(time.Duration(grace) * time.Second))
-			next.DeletionTimestamp = &ts
-			next.DeletionGracePeriodSeconds = &grace
+	if g, ok := res.Strategy.(registry.GracefulDeleter); ok {
+		if next, pending := g.GracefulDelete(cur, opts, now.Time); pending {
 			return next, true
 		}
 	}
@@ -512,8 +514,7 @@ func (s *Server) pendingDeletion(cur runtime.Object, opts *metav1.DeleteOptions)
 	if addFinalizer != "" && slices.Contains(finalizers, addFinalizer) {
 		addFinalizer = ""
 	}
-	ns, isNamespace := cur.(*corev1.Namespace)
-	if len(finalizers) == 0 && addFinalizer == "" && !(isNamespace && len(ns.Spec.Finalizers) > 0) {
+	if len(finalizers) == 0 && addFinalizer == "" && !res.DeletionHeld(cur) {
 		return nil, false
 	}
 	zero := int64(0)
@@ -530,9 +531,7 @@ func (s *Server) pendingDeletion(cur runtime.Object, opts *metav1.DeleteOptions)
 	if addFinalizer != "" {
 		nm.SetFinalizers(append(finalizers, addFinalizer))
 	}
-	if n, ok := next.(*corev1.Namespace); ok {
-		n.Status.Phase = corev1.NamespaceTerminating
-	}
+	res.MarkDeleting(next)
 	return next, true
 }
 

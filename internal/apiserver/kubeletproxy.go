@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,128 +54,54 @@ type kubeletPath struct {
 	path     string
 }
 
-// serveKubeletProxy serves pods/log, pods/exec, pods/attach,
-// pods/portforward and nodes/proxy by proxying to the kubelet of the node
-// concerned. It reports false when ri is none of those.
+// serveKubeletProxy serves the subresources a kind proxies to a node's
+// kubelet (pods' log, exec, attach, portforward; nodes' proxy). It reports
+// false when ri is none of those.
 func (s *Server) serveKubeletProxy(w http.ResponseWriter, r *http.Request, ri requestInfo, res *registry.Resource) bool {
-	if res.Group != "" || ri.name == "" {
+	conn := res.KubeletConnecter()
+	if conn == nil || ri.name == "" || ri.subresource == "" {
 		return false
 	}
-	var (
-		target kubeletPath
-		err    error
-	)
-	switch {
-	case res.Resource == "pods":
-		switch ri.subresource {
-		case "log":
-			if r.Method != http.MethodGet && r.Method != http.MethodHead {
-				writeError(w, s.log, apierrors.NewMethodNotSupported(res.GroupResource(), r.Method))
-				return true
-			}
-		case "exec", "attach", "portforward":
-			if r.Method != http.MethodGet && r.Method != http.MethodPost {
-				writeError(w, s.log, apierrors.NewMethodNotSupported(res.GroupResource(), r.Method))
-				return true
-			}
-		default:
-			return false
-		}
-		if ri.namespace == "" {
-			writeError(w, s.log, apierrors.NewNotFound(res.GroupResource(), ri.name+"/"+ri.subresource))
-			return true
-		}
-		target, err = s.podKubeletPath(r.Context(), res, ri, r.URL.Query().Get("container"))
-	case res.Resource == "nodes" && (ri.subresource == "proxy" || strings.HasPrefix(ri.subresource, "proxy/")):
-		// Take the rest from the raw path: splitting it lost a trailing
-		// slash, which matters to the kubelet's handlers.
-		rest := strings.TrimPrefix(r.URL.Path, "/api/"+ri.version+"/nodes/"+ri.name+"/proxy")
-		if !strings.HasPrefix(rest, "/") {
-			rest = "/" + rest
-		}
-		target = kubeletPath{nodeName: ri.name, path: rest}
-	default:
+	methods := conn.KubeletMethods(ri.subresource)
+	if methods == nil {
 		return false
 	}
-	if err != nil {
-		writeError(w, s.log, err)
+	if !slices.Contains(methods, r.Method) {
+		writeError(w, s.log, apierrors.NewMethodNotSupported(res.GroupResource(), r.Method))
 		return true
 	}
-	u, err := s.kubeletURL(r.Context(), target)
-	if err != nil {
-		writeError(w, s.log, err)
+	if res.Namespaced && ri.namespace == "" {
+		writeError(w, s.log, apierrors.NewNotFound(res.GroupResource(), ri.name+"/"+ri.subresource))
 		return true
+	}
+	obj, err := s.store.Get(r.Context(), key(res, ri.namespace, ri.name))
+	if err != nil {
+		writeError(w, s.log, storeErr(err, res.GroupResource(), ri.name))
+		return true
+	}
+	// What follows the subresource's name comes from the raw path:
+	// splitting it lost a trailing slash, which matters to the kubelet.
+	sub, _, _ := strings.Cut(ri.subresource, "/")
+	rest := ""
+	if i := strings.Index(r.URL.Path, "/"+ri.name+"/"+sub); i >= 0 {
+		rest = r.URL.Path[i+len("/"+ri.name+"/"+sub):]
 	}
 	query := r.URL.Query()
+	node, path, err := conn.KubeletPath(obj, sub, rest, query)
+	if err != nil {
+		writeError(w, s.log, err)
+		return true
+	}
+	u, err := s.kubeletURL(r.Context(), kubeletPath{nodeName: node, path: path})
+	if err != nil {
+		writeError(w, s.log, err)
+		return true
+	}
 	// The container is part of the kubelet's path, not its query.
 	query.Del("container")
 	u.RawQuery = query.Encode()
 	s.proxyToKubelet(w, r, u)
 	return true
-}
-
-// podKubeletPath resolves a pod subresource to its kubelet path.
-func (s *Server) podKubeletPath(ctx context.Context, res *registry.Resource, ri requestInfo, container string) (kubeletPath, error) {
-	obj, err := s.store.Get(ctx, key(res, ri.namespace, ri.name))
-	if err != nil {
-		return kubeletPath{}, storeErr(err, res.GroupResource(), ri.name)
-	}
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
-		return kubeletPath{}, fmt.Errorf("stored pod %s/%s is a %T", ri.namespace, ri.name, obj)
-	}
-	if pod.Spec.NodeName == "" {
-		return kubeletPath{}, badRequest("pod %s does not have a host assigned", pod.Name)
-	}
-	ns, name := url.PathEscape(pod.Namespace), url.PathEscape(pod.Name)
-	if ri.subresource == "portforward" {
-		return kubeletPath{nodeName: pod.Spec.NodeName, path: "/portForward/" + ns + "/" + name}, nil
-	}
-	c, err := podContainer(pod, container)
-	if err != nil {
-		return kubeletPath{}, err
-	}
-	prefix := map[string]string{"log": "/containerLogs/", "exec": "/exec/", "attach": "/attach/"}[ri.subresource]
-	return kubeletPath{nodeName: pod.Spec.NodeName, path: prefix + ns + "/" + name + "/" + url.PathEscape(c)}, nil
-}
-
-// podContainer picks the container a request is about: the one named, or
-// the pod's only container. Messages are Kubernetes' own, which kubectl
-// users know.
-func podContainer(pod *corev1.Pod, name string) (string, error) {
-	var names, initNames []string
-	for _, c := range pod.Spec.Containers {
-		names = append(names, c.Name)
-	}
-	for _, c := range pod.Spec.InitContainers {
-		initNames = append(initNames, c.Name)
-	}
-	if name == "" {
-		if len(names) == 1 {
-			return names[0], nil
-		}
-		msg := fmt.Sprintf("a container name must be specified for pod %s, choose one of: %v", pod.Name, names)
-		if len(initNames) > 0 {
-			msg += fmt.Sprintf(" or one of the init containers: %v", initNames)
-		}
-		return "", apierrors.NewBadRequest(msg)
-	}
-	for _, c := range pod.Spec.Containers {
-		if c.Name == name {
-			return name, nil
-		}
-	}
-	for _, c := range pod.Spec.InitContainers {
-		if c.Name == name {
-			return name, nil
-		}
-	}
-	for _, c := range pod.Spec.EphemeralContainers {
-		if c.Name == name {
-			return name, nil
-		}
-	}
-	return "", badRequest("container %s is not valid for pod %s", name, pod.Name)
 }
 
 // kubeletURL is the HTTPS URL of path on the kubelet of the node.

@@ -99,6 +99,7 @@ func (q *request) respond(code int, obj runtime.Object) {
 
 // convert turns obj into the form the client asked for.
 func (q *request) convert(obj runtime.Object, out output) (runtime.Object, error) {
+	obj = toServedVersion(q.res, obj)
 	switch out.kind {
 	case outputTable:
 		return q.toTable(obj, out.metaVersion)
@@ -110,15 +111,25 @@ func (q *request) convert(obj runtime.Object, out output) (runtime.Object, error
 
 func partialOf(obj runtime.Object, version string) (*metav1.PartialObjectMetadata, error) {
 	p := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/" + version}}
-	acc, ok := obj.(metav1.ObjectMetaAccessor)
+	if acc, ok := obj.(metav1.ObjectMetaAccessor); ok {
+		if om, ok := acc.GetObjectMeta().(*metav1.ObjectMeta); ok {
+			p.ObjectMeta = *om.DeepCopy()
+			return p, nil
+		}
+	}
+	// A custom object: copy its metadata through JSON.
+	u, ok := obj.(runtime.Unstructured)
 	if !ok {
 		return nil, fmt.Errorf("%T has no ObjectMeta", obj)
 	}
-	om, ok := acc.GetObjectMeta().(*metav1.ObjectMeta)
-	if !ok {
-		return nil, fmt.Errorf("%T has no ObjectMeta", obj)
+	md, found := u.UnstructuredContent()["metadata"]
+	if !found {
+		return p, nil
 	}
-	p.ObjectMeta = *om.DeepCopy()
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(map[string]interface{}{"metadata": md}, p); err != nil {
+		return nil, fmt.Errorf("metadata of %T: %w", obj, err)
+	}
+	p.TypeMeta = metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/" + version}
 	return p, nil
 }
 

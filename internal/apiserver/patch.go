@@ -8,6 +8,7 @@ import (
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -52,6 +53,14 @@ func (q *request) patcher(body []byte) (patchFunc, error) {
 			return out, nil
 		}, nil
 	case types.StrategicMergePatchType:
+		if _, custom := q.res.New().(*unstructured.Unstructured); custom {
+			// Custom resources have no Go type to take merge keys from.
+			return nil, &apierrors.StatusError{ErrStatus: metav1.Status{
+				Status: metav1.StatusFailure, Code: http.StatusUnsupportedMediaType,
+				Reason:  metav1.StatusReasonUnsupportedMediaType,
+				Message: fmt.Sprintf("the body of the request was in an unknown format - accepted media types include: %s, %s, %s", types.JSONPatchType, types.MergePatchType, types.ApplyYAMLPatchType),
+			}}
+		}
 		if err := checkJSONObject(body); err != nil {
 			return nil, err
 		}
@@ -62,12 +71,6 @@ func (q *request) patcher(body []byte) (patchFunc, error) {
 			}
 			return out, nil
 		}, nil
-	case types.ApplyYAMLPatchType, types.ApplyCBORPatchType:
-		return nil, &apierrors.StatusError{ErrStatus: metav1.Status{
-			Status: metav1.StatusFailure, Code: http.StatusUnsupportedMediaType,
-			Reason:  metav1.StatusReasonUnsupportedMediaType,
-			Message: "server-side apply is not supported yet; use client-side `kubectl apply` (without --server-side)",
-		}}
 	}
 	return nil, &apierrors.StatusError{ErrStatus: metav1.Status{
 		Status: metav1.StatusFailure, Code: http.StatusUnsupportedMediaType,

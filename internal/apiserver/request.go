@@ -57,14 +57,12 @@ func (q *request) serve() {
 	case "scale":
 		q.scale()
 		return
-	case "binding":
-		q.bind()
-		return
-	case "eviction":
-		q.evict()
-		return
-	case "finalize":
-		q.finalizeNamespace()
+	default:
+		if a, ok := q.res.Action(q.ri.subresource); ok {
+			q.action(a)
+			return
+		}
+		q.fail(apierrors.NewNotFound(q.res.GroupResource(), q.ri.name+"/"+q.ri.subresource))
 		return
 	}
 	switch q.ri.verb {

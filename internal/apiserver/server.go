@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 
+	"skiff/internal/admission"
 	"skiff/internal/config"
 	"skiff/internal/pki"
 	"skiff/internal/registry"
@@ -55,8 +56,10 @@ type Config struct {
 	// impersonation and authorizes every request (authz.go).
 	Auth *AuthConfig
 
-	ServiceCIDR   *net.IPNet
-	NodePortRange config.PortRange
+	// ServiceCIDR's first address is the kubernetes service's. Services'
+	// addresses and node ports are allocated by the registry's service
+	// strategy (registry.Options).
+	ServiceCIDR *net.IPNet
 	// AdvertiseIP is the address in the default/kubernetes endpoints.
 	AdvertiseIP net.IP
 	// ClusterDNS, when set, is reserved for the kube-system/kube-dns service
@@ -84,19 +87,17 @@ type Config struct {
 
 // Server is the API server.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	reg      *registry.Registry
-	store    *storage.Store
-	ips      *ipAllocator
-	ports    *portAllocator
-	handler  http.Handler
-	protobuf *protobuf.Serializer
-	ready    chan struct{}
+	cfg       Config
+	log       *slog.Logger
+	reg       *registry.Registry
+	store     *storage.Store
+	admission admission.Chain
+	fields    *fieldManagers
+	handler   http.Handler
+	protobuf  *protobuf.Serializer
+	ready     chan struct{}
 	// kubelets carries proxied requests to kubelets.
 	kubelets *http.Transport
-	// namespaces and storageClasses are looked up once for admission.
-	namespaces, storageClasses *registry.Resource
 }
 
 // maxBodyBytes is the largest request body accepted, as Kubernetes' 3 MiB.
@@ -116,9 +117,6 @@ func New(cfg Config) (*Server, error) {
 	if cfg.EventTTL == 0 {
 		cfg.EventTTL = time.Hour
 	}
-	if cfg.NodePortRange.Size == 0 {
-		cfg.NodePortRange = config.DefaultServer().NodePortRange
-	}
 	s := &Server{
 		cfg:   cfg,
 		log:   cfg.Logger.With("component", "apiserver"),
@@ -126,19 +124,12 @@ func New(cfg Config) (*Server, error) {
 		store: cfg.Store,
 		ready: make(chan struct{}),
 	}
-	var ok bool
-	if s.namespaces, ok = cfg.Registry.Lookup("", "v1", "namespaces"); !ok {
+	if _, ok := cfg.Registry.Lookup("", "v1", "namespaces"); !ok {
 		return nil, errors.New("apiserver: the registry serves no namespaces")
 	}
-	if s.storageClasses, ok = cfg.Registry.Lookup("storage.k8s.io", "v1", "storageclasses"); !ok {
-		return nil, errors.New("apiserver: the registry serves no storageclasses")
-	}
-	var err error
-	if s.ips, err = newIPAllocator(cfg.Store.Client(), cfg.ServiceCIDR); err != nil {
-		return nil, err
-	}
+	s.admission = admission.Default(storeGetter{s})
+	s.fields = newFieldManagers(cfg.Registry.Scheme())
 	s.protobuf = protobuf.NewSerializer(cfg.Registry.Scheme(), cfg.Registry.Scheme())
-	s.ports = newPortAllocator(cfg.Store.Client(), cfg.NodePortRange)
 	s.kubelets = s.kubeletTransport()
 	s.handler = s.routes()
 	return s, nil
@@ -185,6 +176,19 @@ func (s *Server) Run(ctx context.Context) error {
 		_ = srv.Close()
 		return fmt.Errorf("apiserver: create default objects: %w", err)
 	}
+	crds, err := newCRDServer(s)
+	if err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("apiserver: %w", err)
+	}
+	crdCtx, stopCRDs := context.WithCancel(ctx)
+	crdsDone, err := crds.start(crdCtx)
+	if err != nil {
+		stopCRDs()
+		_ = srv.Close()
+		return fmt.Errorf("apiserver: %w", err)
+	}
+	defer func() { stopCRDs(); <-crdsDone }()
 	endpointsCtx, stopEndpoints := context.WithCancel(ctx)
 	endpointsDone, err := s.startEndpointReconciler(endpointsCtx)
 	defer func() { stopEndpoints(); <-endpointsDone }()

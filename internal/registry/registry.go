@@ -1,13 +1,17 @@
-// Package registry describes every resource skiff serves: its names, its Go
-// types, and its strategy (defaults, validation, status split, table columns,
-// selectable fields). The API server is generic; adding a resource is an entry
-// in resources() plus its strategy functions, not a new handler.
+// Package registry describes every resource skiff serves. Each kind is one
+// strategy value (strategy.go says what a strategy provides; kind_*.go holds
+// one kind each): its names, Go types, defaults, validation, status split,
+// table columns and selectable fields. The API server is generic over them;
+// adding a built-in kind is a file plus an entry in builtins(), and a custom
+// resource is a strategy built at run time and added with Add.
 package registry
 
 import (
+	"errors"
 	"fmt"
-	"reflect"
 	"slices"
+	"sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -20,6 +24,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -27,30 +32,24 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// Resource is one served API resource.
+// Resource is one served API resource: its names and its strategy.
 type Resource struct {
-	Group, Version, Resource string // "apps", "v1", "deployments"
-	Kind, SingularName       string
-	Namespaced               bool
-	ShortNames, Categories   []string
-	// Subresources served besides the main resource: "status", "scale",
-	// "binding", "eviction", and those proxied to kubelets: pods' "log",
-	// "exec", "attach", "portforward" and nodes' "proxy".
-	Subresources []string
-	// Review marks a create-only resource that is answered, not stored
-	// (SelfSubjectAccessReview, SelfSubjectReview).
-	Review bool
-	// Expires marks objects that the store drops after the server's event
-	// TTL (events, as in Kubernetes).
-	Expires bool
-
-	newObj, newList func() runtime.Object
-	opts            Options
-	// fields returns the field-selector fields beyond metadata.name and
-	// metadata.namespace; nil when there are none.
-	fields func(obj runtime.Object) fields.Set
+	Info
+	Strategy Strategy
 	// fieldLabels is the set of field-selector keys, computed once.
 	fieldLabels map[string]bool
+}
+
+func newResource(s Strategy) *Resource {
+	r := &Resource{Info: *s.Info(), Strategy: s}
+	if r.ListKind == "" {
+		r.ListKind = r.Kind + "List"
+	}
+	r.fieldLabels = map[string]bool{}
+	for k := range r.Fields(r.New()) {
+		r.fieldLabels[k] = true
+	}
+	return r
 }
 
 // GroupVersion of the resource.
@@ -61,6 +60,11 @@ func (r *Resource) GroupVersion() schema.GroupVersion {
 // GVK is the kind's group/version/kind.
 func (r *Resource) GVK() schema.GroupVersionKind { return r.GroupVersion().WithKind(r.Kind) }
 
+// GVR is the resource's group/version/resource.
+func (r *Resource) GVR() schema.GroupVersionResource {
+	return r.GroupVersion().WithResource(r.Resource)
+}
+
 // GroupResource is used in API errors ("pods", "deployments.apps").
 func (r *Resource) GroupResource() schema.GroupResource {
 	return schema.GroupResource{Group: r.Group, Resource: r.Resource}
@@ -68,20 +72,22 @@ func (r *Resource) GroupResource() schema.GroupResource {
 
 // New returns an empty object of the resource's kind with TypeMeta set.
 func (r *Resource) New() runtime.Object {
-	o := r.newObj()
+	o := r.Strategy.New()
 	o.GetObjectKind().SetGroupVersionKind(r.GVK())
 	return o
 }
 
 // NewList returns an empty list of the resource's kind with TypeMeta set.
 func (r *Resource) NewList() runtime.Object {
-	o := r.newList()
-	o.GetObjectKind().SetGroupVersionKind(r.GroupVersion().WithKind(r.Kind + "List"))
+	o := r.Strategy.NewList()
+	o.GetObjectKind().SetGroupVersionKind(r.GroupVersion().WithKind(r.ListKind))
 	return o
 }
 
 // HasSubresource reports whether sub ("status", "scale", ...) is served.
-func (r *Resource) HasSubresource(sub string) bool { return slices.Contains(r.Subresources, sub) }
+func (r *Resource) HasSubresource(sub string) bool {
+	return slices.ContainsFunc(r.Subresources, func(s Subresource) bool { return s.Name == sub })
+}
 
 // Fields returns the field-selector fields of obj.
 func (r *Resource) Fields(obj runtime.Object) fields.Set {
@@ -92,10 +98,8 @@ func (r *Resource) Fields(obj runtime.Object) fields.Set {
 			set["metadata.namespace"] = m.GetNamespace()
 		}
 	}
-	if r.fields != nil {
-		for k, v := range r.fields(obj) {
-			set[k] = v
-		}
+	for k, v := range r.Strategy.SelectableFields(obj) {
+		set[k] = v
 	}
 	return set
 }
@@ -103,86 +107,118 @@ func (r *Resource) Fields(obj runtime.Object) fields.Set {
 // SupportsField reports whether key is a field-selector key of the resource.
 func (r *Resource) SupportsField(key string) bool { return r.fieldLabels[key] }
 
-// PrepareForCreate clears what a client may not set on create (for most
-// resources with a status subresource, the status) and sets initial status
-// fields, as Kubernetes does (a pod starts Pending, a namespace Active).
-func (r *Resource) PrepareForCreate(obj runtime.Object) { prepareForCreate(obj) }
+// PrepareForCreate: see Strategy.
+func (r *Resource) PrepareForCreate(obj runtime.Object) { r.Strategy.PrepareForCreate(obj) }
+
+// PrepareForUpdate: see Strategy.
+func (r *Resource) PrepareForUpdate(obj, old runtime.Object) { r.Strategy.PrepareForUpdate(obj, old) }
 
 // Default applies Kubernetes' field defaults.
-func (r *Resource) Default(obj runtime.Object) { defaultObject(obj, r.opts) }
+func (r *Resource) Default(obj runtime.Object) { r.Strategy.Default(obj) }
 
 // Validate checks a new object; errors name the offending field.
-func (r *Resource) Validate(obj runtime.Object) field.ErrorList { return validateObject(obj) }
+func (r *Resource) Validate(obj runtime.Object) field.ErrorList { return r.Strategy.Validate(obj) }
 
-// ValidateUpdate checks an update against the stored object (immutable
-// fields and the like), in addition to Validate.
+// ValidateUpdate checks an update against the stored object: the object
+// itself, metadata that may not change, and the kind's immutable fields.
 func (r *Resource) ValidateUpdate(obj, old runtime.Object) field.ErrorList {
-	return append(validateObject(obj), validateObjectUpdate(obj, old)...)
+	errs := r.Strategy.Validate(obj)
+	errs = append(errs, validateMetaUpdate(objectMetaOf(obj), objectMetaOf(old))...)
+	return append(errs, r.Strategy.ValidateUpdate(obj, old)...)
+}
+
+// ValidateStatusUpdate checks a status write: the kind's status rules when
+// it has some, else the same as ValidateUpdate.
+func (r *Resource) ValidateStatusUpdate(obj, old runtime.Object) field.ErrorList {
+	if v, ok := r.Strategy.(StatusValidator); ok {
+		return append(validateMetaUpdate(objectMetaOf(obj), objectMetaOf(old)), v.ValidateStatusUpdate(obj, old)...)
+	}
+	return r.ValidateUpdate(obj, old)
 }
 
 // TableColumns are the columns of `kubectl get` for this resource.
-func (r *Resource) TableColumns() []metav1.TableColumnDefinition {
-	if cols := tableColumns(r.GroupResource()); cols != nil {
-		return cols
-	}
-	return defaultColumns()
-}
+func (r *Resource) TableColumns() []metav1.TableColumnDefinition { return r.Strategy.TableColumns() }
 
 // TableRow returns the cells of obj's row, matching TableColumns.
 func (r *Resource) TableRow(obj runtime.Object) []interface{} {
-	if cells := tableRow(obj); cells != nil {
-		return cells
+	return r.Strategy.TableRow(obj, time.Now())
+}
+
+// Status returns the kind's status strategy, or nil when it has none.
+func (r *Resource) Status() StatusStrategy {
+	s, _ := r.Strategy.(StatusStrategy)
+	return s
+}
+
+// Scaler returns the kind's scale strategy, or nil when it has none.
+func (r *Resource) Scaler() ScaleStrategy {
+	s, _ := r.Strategy.(ScaleStrategy)
+	return s
+}
+
+// TracksGeneration reports whether metadata.generation counts spec changes.
+func (r *Resource) TracksGeneration() bool {
+	_, ok := r.Strategy.(GenerationStrategy)
+	return ok
+}
+
+// SpecChanged reports whether an update changes the desired state.
+func (r *Resource) SpecChanged(obj, old runtime.Object) bool {
+	g, ok := r.Strategy.(GenerationStrategy)
+	return ok && g.SpecChanged(obj, old)
+}
+
+// Allocator returns the kind's allocation hooks, or nil.
+func (r *Resource) Allocator() Allocator {
+	a, _ := r.Strategy.(Allocator)
+	return a
+}
+
+// Action returns the action behind subresource sub, if any.
+func (r *Resource) Action(sub string) (*Action, bool) {
+	a, ok := r.Strategy.(ActionStrategy)
+	if !ok {
+		return nil, false
 	}
-	return defaultRow(obj)
+	return a.Action(sub)
 }
 
-// StatusOf returns obj's Status field, or nil when the kind has none.
-func StatusOf(obj runtime.Object) interface{} {
-	v := reflect.ValueOf(obj).Elem().FieldByName("Status")
-	if !v.IsValid() {
-		return nil
+// KubeletConnecter returns the kind's kubelet proxy hooks, or nil.
+func (r *Resource) KubeletConnecter() KubeletConnecter {
+	c, _ := r.Strategy.(KubeletConnecter)
+	return c
+}
+
+// DeletionHeld reports whether something besides metadata.finalizers holds
+// obj back from deletion.
+func (r *Resource) DeletionHeld(obj runtime.Object) bool {
+	h, ok := r.Strategy.(DeletionHolder)
+	return ok && h.DeletionHeld(obj)
+}
+
+// GracePending reports an object whose graceful deletion still runs.
+func (r *Resource) GracePending(obj runtime.Object) bool {
+	g, ok := r.Strategy.(GracefulDeleter)
+	return ok && g.GracePending(obj)
+}
+
+// MarkDeleting lets the kind update an object whose deletion begins.
+func (r *Resource) MarkDeleting(obj runtime.Object) {
+	if h, ok := r.Strategy.(DeletionHolder); ok {
+		h.MarkDeleting(obj)
 	}
-	return v.Interface()
 }
 
-// CopyStatus sets dst's Status field to src's (both the same kind).
-func CopyStatus(dst, src runtime.Object) {
-	d := reflect.ValueOf(dst).Elem().FieldByName("Status")
-	s := reflect.ValueOf(src).Elem().FieldByName("Status")
-	if d.IsValid() && s.IsValid() && d.CanSet() {
-		d.Set(s)
-	}
-}
-
-// SpecEqual reports whether a and b (the same kind) are equal in everything
-// but TypeMeta, ObjectMeta and Status: what decides a generation bump.
-func SpecEqual(a, b runtime.Object) bool {
-	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
-	t := va.Type()
-	for i := 0; i < t.NumField(); i++ {
-		switch t.Field(i).Name {
-		case "TypeMeta", "ObjectMeta", "Status":
-			continue
-		}
-		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
-			return false
-		}
-	}
-	return true
-}
-
-// Registry is the set of served resources.
-type Registry struct {
-	all    []*Resource
-	byGVR  map[schema.GroupVersionResource]*Resource
-	scheme *runtime.Scheme
-}
-
-// Options are the cluster settings that change defaulting.
+// Options are the cluster settings that change built-in strategies.
 type Options struct {
 	// DefaultNotReadyTolerationSeconds is the tolerationSeconds pods get
 	// for the not-ready and unreachable taints (0: Kubernetes' 300).
 	DefaultNotReadyTolerationSeconds int64
+	// ServiceIPs and NodePorts allocate services' cluster IPs and node
+	// ports; nil leaves services' addresses as clients send them (for
+	// tests of the strategies alone).
+	ServiceIPs IPAllocator
+	NodePorts  PortAllocator
 }
 
 func (o Options) notReadyTolerationSeconds() int64 {
@@ -190,6 +226,19 @@ func (o Options) notReadyTolerationSeconds() int64 {
 		return o.DefaultNotReadyTolerationSeconds
 	}
 	return defaultNotReadyTolerationSeconds
+}
+
+// Registry is the set of served resources: the built-in ones, fixed at
+// start, and custom ones added and removed at run time.
+type Registry struct {
+	scheme *runtime.Scheme
+
+	mu    sync.RWMutex
+	all   []*Resource
+	byGVR map[schema.GroupVersionResource]*Resource
+	byGVK map[schema.GroupVersionKind]*Resource
+	// changed is closed and replaced whenever the set changes.
+	changed chan struct{}
 }
 
 // New returns the registry of everything skiff serves, with default options.
@@ -203,168 +252,154 @@ func NewWithOptions(opts Options) (*Registry, error) {
 		discoveryv1.AddToScheme, coordinationv1.AddToScheme, storagev1.AddToScheme,
 		eventsv1.AddToScheme, policyv1.AddToScheme, autoscalingv1.AddToScheme,
 		authorizationv1.AddToScheme, authenticationv1.AddToScheme,
-		metav1.AddMetaToScheme,
+		apiextensionsv1.AddToScheme, metav1.AddMetaToScheme,
 	} {
 		if err := add(scheme); err != nil {
 			return nil, fmt.Errorf("build scheme: %w", err)
 		}
 	}
 	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
-	reg := &Registry{byGVR: map[schema.GroupVersionResource]*Resource{}, scheme: scheme}
-	for _, r := range resources() {
-		r.opts = opts
-		r.fieldLabels = map[string]bool{}
-		for k := range r.Fields(r.New()) {
-			r.fieldLabels[k] = true
+	reg := &Registry{
+		scheme:  scheme,
+		byGVR:   map[schema.GroupVersionResource]*Resource{},
+		byGVK:   map[schema.GroupVersionKind]*Resource{},
+		changed: make(chan struct{}),
+	}
+	for _, s := range append(builtins(opts), crdStrategy{served: reg.All}) {
+		if err := reg.add(newResource(s)); err != nil {
+			return nil, err
 		}
-		reg.all = append(reg.all, r)
-		reg.byGVR[schema.GroupVersionResource{Group: r.Group, Version: r.Version, Resource: r.Resource}] = r
 	}
 	return reg, nil
 }
 
-// Scheme knows every served kind (and meta/v1's).
+// builtins are the strategies of the built-in kinds, in discovery order.
+func builtins(opts Options) []Strategy {
+	return []Strategy{
+		configMapStrategy{},
+		endpointsStrategy{},
+		eventStrategy{},
+		namespaceStrategy{},
+		nodeStrategy{},
+		persistentVolumeClaimStrategy{},
+		persistentVolumeStrategy{},
+		podStrategy{opts: opts},
+		secretStrategy{},
+		serviceAccountStrategy{},
+		serviceStrategy{ips: opts.ServiceIPs, ports: opts.NodePorts},
+
+		daemonSetStrategy{},
+		deploymentStrategy{},
+		replicaSetStrategy{},
+		statefulSetStrategy{},
+
+		cronJobStrategy{},
+		jobStrategy{},
+
+		endpointSliceStrategy{},
+		leaseStrategy{},
+		storageClassStrategy{},
+		eventsV1Strategy{},
+
+		selfSubjectAccessReviewStrategy{},
+		selfSubjectReviewStrategy{},
+	}
+}
+
+// ErrExists is returned by Add for a resource or kind already served.
+var ErrExists = errors.New("already served")
+
+func (g *Registry) add(r *Resource) error {
+	if _, ok := g.byGVR[r.GVR()]; ok {
+		return fmt.Errorf("resource %s: %w", r.GVR(), ErrExists)
+	}
+	if _, ok := g.byGVK[r.GVK()]; ok {
+		return fmt.Errorf("kind %s: %w", r.GVK(), ErrExists)
+	}
+	g.all = append(g.all, r)
+	g.byGVR[r.GVR()] = r
+	g.byGVK[r.GVK()] = r
+	return nil
+}
+
+// Add serves a resource built at run time (a custom resource).
+func (g *Registry) Add(s Strategy) (*Resource, error) {
+	r := newResource(s)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.add(r); err != nil {
+		return nil, err
+	}
+	g.notifyLocked()
+	return r, nil
+}
+
+// Remove stops serving the resource gvr that Add added; built-in ones stay.
+func (g *Registry) Remove(gvr schema.GroupVersionResource) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r, ok := g.byGVR[gvr]
+	if !ok {
+		return
+	}
+	delete(g.byGVR, gvr)
+	delete(g.byGVK, r.GVK())
+	g.all = slices.DeleteFunc(slices.Clone(g.all), func(x *Resource) bool { return x == r })
+	g.notifyLocked()
+}
+
+func (g *Registry) notifyLocked() {
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+// Changed returns a channel closed at the next change of the served set.
+func (g *Registry) Changed() <-chan struct{} {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.changed
+}
+
+// Scheme knows every built-in kind (and meta/v1's).
 func (g *Registry) Scheme() *runtime.Scheme { return g.scheme }
 
 // All returns every resource in a stable order.
-func (g *Registry) All() []*Resource { return g.all }
+func (g *Registry) All() []*Resource {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.all
+}
 
 // Lookup finds a resource by group, version and plural name.
 func (g *Registry) Lookup(group, version, resource string) (*Resource, bool) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
 	r, ok := g.byGVR[schema.GroupVersionResource{Group: group, Version: version, Resource: resource}]
+	return r, ok
+}
+
+// ForKind finds the resource serving a kind.
+func (g *Registry) ForKind(gvk schema.GroupVersionKind) (*Resource, bool) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	r, ok := g.byGVK[gvk]
 	return r, ok
 }
 
 // ForObject finds the resource serving obj's kind.
 func (g *Registry) ForObject(obj runtime.Object) (*Resource, bool) {
-	gvk := obj.GetObjectKind().GroupVersionKind()
-	for _, r := range g.all {
-		if r.GVK() == gvk {
-			return r, true
-		}
-	}
-	return nil, false
+	return g.ForKind(obj.GetObjectKind().GroupVersionKind())
 }
 
 // GroupVersions lists the served group versions, the legacy core group first.
 func (g *Registry) GroupVersions() []schema.GroupVersion {
 	seen := map[schema.GroupVersion]bool{}
 	var out []schema.GroupVersion
-	for _, r := range g.all {
+	for _, r := range g.All() {
 		if gv := r.GroupVersion(); !seen[gv] {
 			seen[gv] = true
 			out = append(out, gv)
 		}
 	}
 	return out
-}
-
-func resources() []*Resource {
-	core := func(res, kind, singular string, namespaced bool, newObj, newList func() runtime.Object) *Resource {
-		return &Resource{Version: "v1", Resource: res, Kind: kind, SingularName: singular, Namespaced: namespaced, newObj: newObj, newList: newList}
-	}
-	grp := func(group, res, kind, singular string, namespaced bool, newObj, newList func() runtime.Object) *Resource {
-		r := core(res, kind, singular, namespaced, newObj, newList)
-		r.Group = group
-		return r
-	}
-	with := func(r *Resource, short, cats, subs []string) *Resource {
-		r.ShortNames, r.Categories, r.Subresources = short, cats, subs
-		return r
-	}
-	review := func(r *Resource) *Resource {
-		r.Review = true
-		r.newList = func() runtime.Object { return &metav1.List{} }
-		return r
-	}
-	all := []string{"all"}
-	status := []string{"status"}
-
-	pods := with(core("pods", "Pod", "pod", true, func() runtime.Object { return &corev1.Pod{} }, func() runtime.Object { return &corev1.PodList{} }),
-		[]string{"po"}, all, []string{"status", "binding", "eviction", "log", "exec", "attach", "portforward"})
-	pods.fields = func(obj runtime.Object) fields.Set {
-		p := obj.(*corev1.Pod)
-		return fields.Set{
-			"spec.nodeName":            p.Spec.NodeName,
-			"spec.restartPolicy":       string(p.Spec.RestartPolicy),
-			"spec.schedulerName":       p.Spec.SchedulerName,
-			"spec.serviceAccountName":  p.Spec.ServiceAccountName,
-			"spec.hostNetwork":         fmt.Sprint(p.Spec.HostNetwork),
-			"status.phase":             string(p.Status.Phase),
-			"status.podIP":             p.Status.PodIP,
-			"status.nominatedNodeName": p.Status.NominatedNodeName,
-		}
-	}
-	nodes := with(core("nodes", "Node", "node", false, func() runtime.Object { return &corev1.Node{} }, func() runtime.Object { return &corev1.NodeList{} }),
-		[]string{"no"}, nil, []string{"status", "proxy"})
-	nodes.fields = func(obj runtime.Object) fields.Set {
-		return fields.Set{"spec.unschedulable": fmt.Sprint(obj.(*corev1.Node).Spec.Unschedulable)}
-	}
-	secrets := with(core("secrets", "Secret", "secret", true, func() runtime.Object { return &corev1.Secret{} }, func() runtime.Object { return &corev1.SecretList{} }), nil, nil, nil)
-	secrets.fields = func(obj runtime.Object) fields.Set {
-		return fields.Set{"type": string(obj.(*corev1.Secret).Type)}
-	}
-	events := with(core("events", "Event", "event", true, func() runtime.Object { return &corev1.Event{} }, func() runtime.Object { return &corev1.EventList{} }), []string{"ev"}, nil, nil)
-	events.Expires = true
-	eventsV1 := with(grp("events.k8s.io", "events", "Event", "event", true, func() runtime.Object { return &eventsv1.Event{} }, func() runtime.Object { return &eventsv1.EventList{} }), []string{"ev"}, nil, nil)
-	eventsV1.Expires = true
-	events.fields = func(obj runtime.Object) fields.Set {
-		e := obj.(*corev1.Event)
-		return fields.Set{
-			"involvedObject.kind":            e.InvolvedObject.Kind,
-			"involvedObject.namespace":       e.InvolvedObject.Namespace,
-			"involvedObject.name":            e.InvolvedObject.Name,
-			"involvedObject.uid":             string(e.InvolvedObject.UID),
-			"involvedObject.apiVersion":      e.InvolvedObject.APIVersion,
-			"involvedObject.resourceVersion": e.InvolvedObject.ResourceVersion,
-			"involvedObject.fieldPath":       e.InvolvedObject.FieldPath,
-			"reason":                         e.Reason,
-			"reportingComponent":             e.ReportingController,
-			"source":                         e.Source.Component,
-			"type":                           e.Type,
-		}
-	}
-	namespaces := with(core("namespaces", "Namespace", "namespace", false, func() runtime.Object { return &corev1.Namespace{} }, func() runtime.Object { return &corev1.NamespaceList{} }), []string{"ns"}, nil, []string{"status", "finalize"})
-	namespaces.fields = func(obj runtime.Object) fields.Set {
-		return fields.Set{"status.phase": string(obj.(*corev1.Namespace).Status.Phase)}
-	}
-	jobs := with(grp("batch", "jobs", "Job", "job", true, func() runtime.Object { return &batchv1.Job{} }, func() runtime.Object { return &batchv1.JobList{} }), nil, all, status)
-	jobs.fields = func(obj runtime.Object) fields.Set {
-		j := obj.(*batchv1.Job)
-		s := "0"
-		if j.Status.Succeeded > 0 {
-			s = fmt.Sprint(j.Status.Succeeded)
-		}
-		return fields.Set{"status.successful": s}
-	}
-
-	return []*Resource{
-		with(core("configmaps", "ConfigMap", "configmap", true, func() runtime.Object { return &corev1.ConfigMap{} }, func() runtime.Object { return &corev1.ConfigMapList{} }), []string{"cm"}, nil, nil),
-		with(core("endpoints", "Endpoints", "endpoints", true, func() runtime.Object { return &corev1.Endpoints{} }, func() runtime.Object { return &corev1.EndpointsList{} }), []string{"ep"}, nil, nil),
-		events,
-		namespaces,
-		nodes,
-		with(core("persistentvolumeclaims", "PersistentVolumeClaim", "persistentvolumeclaim", true, func() runtime.Object { return &corev1.PersistentVolumeClaim{} }, func() runtime.Object { return &corev1.PersistentVolumeClaimList{} }), []string{"pvc"}, nil, status),
-		with(core("persistentvolumes", "PersistentVolume", "persistentvolume", false, func() runtime.Object { return &corev1.PersistentVolume{} }, func() runtime.Object { return &corev1.PersistentVolumeList{} }), []string{"pv"}, nil, status),
-		pods,
-		secrets,
-		with(core("serviceaccounts", "ServiceAccount", "serviceaccount", true, func() runtime.Object { return &corev1.ServiceAccount{} }, func() runtime.Object { return &corev1.ServiceAccountList{} }), []string{"sa"}, nil, nil),
-		with(core("services", "Service", "service", true, func() runtime.Object { return &corev1.Service{} }, func() runtime.Object { return &corev1.ServiceList{} }), []string{"svc"}, all, status),
-
-		with(grp("apps", "daemonsets", "DaemonSet", "daemonset", true, func() runtime.Object { return &appsv1.DaemonSet{} }, func() runtime.Object { return &appsv1.DaemonSetList{} }), []string{"ds"}, all, status),
-		with(grp("apps", "deployments", "Deployment", "deployment", true, func() runtime.Object { return &appsv1.Deployment{} }, func() runtime.Object { return &appsv1.DeploymentList{} }), []string{"deploy"}, all, []string{"status", "scale"}),
-		with(grp("apps", "replicasets", "ReplicaSet", "replicaset", true, func() runtime.Object { return &appsv1.ReplicaSet{} }, func() runtime.Object { return &appsv1.ReplicaSetList{} }), []string{"rs"}, all, []string{"status", "scale"}),
-		with(grp("apps", "statefulsets", "StatefulSet", "statefulset", true, func() runtime.Object { return &appsv1.StatefulSet{} }, func() runtime.Object { return &appsv1.StatefulSetList{} }), []string{"sts"}, all, []string{"status", "scale"}),
-
-		with(grp("batch", "cronjobs", "CronJob", "cronjob", true, func() runtime.Object { return &batchv1.CronJob{} }, func() runtime.Object { return &batchv1.CronJobList{} }), []string{"cj"}, all, status),
-		jobs,
-
-		with(grp("discovery.k8s.io", "endpointslices", "EndpointSlice", "endpointslice", true, func() runtime.Object { return &discoveryv1.EndpointSlice{} }, func() runtime.Object { return &discoveryv1.EndpointSliceList{} }), nil, nil, nil),
-		with(grp("coordination.k8s.io", "leases", "Lease", "lease", true, func() runtime.Object { return &coordinationv1.Lease{} }, func() runtime.Object { return &coordinationv1.LeaseList{} }), nil, nil, nil),
-		with(grp("storage.k8s.io", "storageclasses", "StorageClass", "storageclass", false, func() runtime.Object { return &storagev1.StorageClass{} }, func() runtime.Object { return &storagev1.StorageClassList{} }), []string{"sc"}, nil, nil),
-		eventsV1,
-
-		review(grp("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview", "selfsubjectaccessreview", false, func() runtime.Object { return &authorizationv1.SelfSubjectAccessReview{} }, nil)),
-		review(grp("authentication.k8s.io", "selfsubjectreviews", "SelfSubjectReview", "selfsubjectreview", false, func() runtime.Object { return &authenticationv1.SelfSubjectReview{} }, nil)),
-	}
 }

@@ -1,280 +1,189 @@
 package registry
 
-// The strategy of each kind: what a create may not set (prepareForCreate),
-// the defaults the API server fills in (defaultObject), and validation of new
-// objects and of updates (validateObject, validateObjectUpdate). They follow
-// Kubernetes' behaviour kind by kind; the per-kind code lives in
-// strategy_pod.go, strategy_workloads.go, strategy_service.go and
-// strategy_misc.go. Error paths are Kubernetes' ("spec.containers[0].image"),
-// so `kubectl` users see the messages they know.
+// A strategy is everything the generic API code needs to know about one kind,
+// as Kubernetes' REST strategies are (pkg/registry/<group>/<kind>/strategy.go
+// upstream). Every kind is one value implementing Strategy, in a file of its
+// own (kind_<name>.go); what only some kinds have (a status subresource, a
+// scale subresource, graceful deletion, allocations, kubelet subresources)
+// is an optional interface the generic code asks for. Custom resources are
+// strategies built at run time.
 
 import (
-	appsv1 "k8s.io/api/apps/v1"
+	"context"
+	"net/url"
+	"time"
+
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
-	batchv1 "k8s.io/api/batch/v1"
-	coordinationv1 "k8s.io/api/coordination/v1"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	eventsv1 "k8s.io/api/events/v1"
-	storagev1 "k8s.io/api/storage/v1"
-	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// prepareForCreate resets what clients may not set on create, as Kubernetes'
-// strategies do: most kinds with a status subresource start with an empty
-// status (a pod Pending with its QoS class, a namespace Active), and the kinds
-// that track it start at generation 1. Nodes keep the status they are created
-// with.
-func prepareForCreate(obj runtime.Object) {
-	switch o := obj.(type) {
-	case *corev1.Pod:
-		preparePodForCreate(o)
-	case *corev1.Namespace:
-		prepareNamespaceForCreate(o)
-	case *corev1.Service:
-		o.Status = corev1.ServiceStatus{}
-	case *corev1.PersistentVolume:
-		preparePersistentVolumeForCreate(o)
-	case *corev1.PersistentVolumeClaim:
-		o.Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimPending}
-	case *appsv1.Deployment:
-		o.Status, o.Generation = appsv1.DeploymentStatus{}, 1
-	case *appsv1.ReplicaSet:
-		o.Status, o.Generation = appsv1.ReplicaSetStatus{}, 1
-	case *appsv1.DaemonSet:
-		o.Status, o.Generation = appsv1.DaemonSetStatus{}, 1
-	case *appsv1.StatefulSet:
-		o.Status, o.Generation = appsv1.StatefulSetStatus{}, 1
-	case *batchv1.Job:
-		o.Status, o.Generation = batchv1.JobStatus{}, 1
-	case *batchv1.CronJob:
-		o.Status, o.Generation = batchv1.CronJobStatus{}, 1
-	case *discoveryv1.EndpointSlice:
-		o.Generation = 1
-	}
+// Info names a resource and says what the API serves of it.
+type Info struct {
+	Group, Version, Resource string // "apps", "v1", "deployments"
+	Kind, ListKind           string // "Deployment", "DeploymentList"
+	SingularName             string
+	Namespaced               bool
+	ShortNames, Categories   []string
+	// Subresources served besides the main resource.
+	Subresources []Subresource
+	// Review marks a create-only resource that is answered, not stored
+	// (SelfSubjectAccessReview, SelfSubjectReview); its strategy is a
+	// Reviewer.
+	Review bool
+	// Expires marks objects that the store drops after the server's event
+	// TTL (events, as in Kubernetes).
+	Expires bool
 }
 
-// defaultObject applies the defaults Kubernetes' API server applies, on
-// create and on update: the SetDefaults_* functions of each API version, and
-// the defaults of the admission plugins skiff has no separate stage for
-// (ServiceAccount, Priority, DefaultTolerationSeconds on pods).
-func defaultObject(obj runtime.Object, opts Options) {
-	switch o := obj.(type) {
-	case *corev1.Pod:
-		defaultPod(o, opts)
-	case *corev1.Node:
-		defaultNode(o)
-	case *corev1.Namespace:
-		defaultNamespace(o)
-	case *corev1.Service:
-		defaultService(o)
-	case *corev1.Endpoints:
-		defaultEndpoints(o)
-	case *corev1.Secret:
-		defaultSecret(o)
-	case *corev1.PersistentVolume:
-		defaultPersistentVolume(o)
-	case *corev1.PersistentVolumeClaim:
-		defaultPersistentVolumeClaim(o)
-	case *appsv1.Deployment:
-		defaultDeployment(o)
-	case *appsv1.ReplicaSet:
-		defaultReplicaSet(o)
-	case *appsv1.DaemonSet:
-		defaultDaemonSet(o)
-	case *appsv1.StatefulSet:
-		defaultStatefulSet(o)
-	case *batchv1.Job:
-		defaultJob(o)
-	case *batchv1.CronJob:
-		defaultCronJob(o)
-	case *discoveryv1.EndpointSlice:
-		defaultEndpointSlice(o)
-	case *storagev1.StorageClass:
-		defaultStorageClass(o)
-	}
+// Subresource describes one subresource for routing and discovery.
+type Subresource struct {
+	Name string // "status", "scale", "binding", "log", ...
+	// Kind, Group and Version of the subresource's body when it is not the
+	// resource's own kind ("Scale" in autoscaling/v1); empty: the parent's.
+	Kind, Group, Version string
+	Verbs                []string
 }
 
-// validateObject validates a new object, or the new version of an updated
-// one: metadata (name format per kind, generateName, labels, annotations,
-// owner references, finalizers, the namespace being set for namespaced kinds)
-// and the kind's spec.
-func validateObject(obj runtime.Object) field.ErrorList {
-	switch o := obj.(type) {
-	case *corev1.Pod:
-		return validatePod(o)
-	case *corev1.Node:
-		return validateNode(o)
-	case *corev1.Namespace:
-		return validateNamespace(o)
-	case *corev1.Service:
-		return validateService(o)
-	case *corev1.Endpoints:
-		return validateEndpoints(o)
-	case *corev1.ConfigMap:
-		return validateConfigMap(o)
-	case *corev1.Secret:
-		return validateSecret(o)
-	case *corev1.ServiceAccount:
-		return validateServiceAccount(o)
-	case *corev1.Event:
-		return validateCoreEvent(o)
-	case *corev1.PersistentVolume:
-		return validatePersistentVolume(o)
-	case *corev1.PersistentVolumeClaim:
-		return validatePersistentVolumeClaim(o)
-	case *appsv1.Deployment:
-		return validateDeployment(o)
-	case *appsv1.ReplicaSet:
-		return validateReplicaSet(o)
-	case *appsv1.DaemonSet:
-		return validateDaemonSet(o)
-	case *appsv1.StatefulSet:
-		return validateStatefulSet(o)
-	case *batchv1.Job:
-		return validateJob(o)
-	case *batchv1.CronJob:
-		return validateCronJob(o)
-	case *discoveryv1.EndpointSlice:
-		return validateEndpointSlice(o)
-	case *coordinationv1.Lease:
-		return validateLease(o)
-	case *storagev1.StorageClass:
-		return validateStorageClass(o)
-	case *eventsv1.Event:
-		return validateEventsV1Event(o)
-	case *autoscalingv1.Scale:
-		return validateScale(o)
-	}
-	return nil
+// Strategy is what every kind provides.
+type Strategy interface {
+	Info() *Info
+	// New returns an empty object of the kind (TypeMeta not set).
+	New() runtime.Object
+	// NewList returns an empty list of the kind (TypeMeta not set).
+	NewList() runtime.Object
+	// PrepareForCreate clears what a client may not set on create (for most
+	// kinds with a status subresource, the status) and sets initial status
+	// fields, as Kubernetes does (a pod starts Pending, a namespace Active).
+	PrepareForCreate(obj runtime.Object)
+	// PrepareForUpdate carries over from the stored object what an update of
+	// the main resource may not change (the status, allocated addresses).
+	PrepareForUpdate(obj, old runtime.Object)
+	// Default applies Kubernetes' field defaults, on create and on update.
+	Default(obj runtime.Object)
+	// Validate checks a new object, or the new version of an updated one;
+	// errors name the offending field.
+	Validate(obj runtime.Object) field.ErrorList
+	// ValidateUpdate checks what may not change between old and obj; the
+	// server calls Validate on obj too.
+	ValidateUpdate(obj, old runtime.Object) field.ErrorList
+	// SelectableFields returns the field-selector fields of obj beyond
+	// metadata.name and metadata.namespace (nil: none).
+	SelectableFields(obj runtime.Object) fields.Set
+	// TableColumns are the columns of `kubectl get`.
+	TableColumns() []metav1.TableColumnDefinition
+	// TableRow returns the cells of obj's row at time now, matching
+	// TableColumns.
+	TableRow(obj runtime.Object, now time.Time) []interface{}
 }
 
-// validateObjectUpdate checks an update of old to obj: metadata that may not
-// change (name, namespace, uid, ...) and each kind's immutable fields. The
-// server validates obj itself with validateObject.
-func validateObjectUpdate(obj, old runtime.Object) field.ErrorList {
-	errs := validateMetaUpdate(objectMetaOf(obj), objectMetaOf(old))
-	switch o := obj.(type) {
-	case *corev1.Pod:
-		if p, ok := old.(*corev1.Pod); ok {
-			errs = append(errs, validatePodUpdate(o, p)...)
-		}
-	case *corev1.Node:
-		if n, ok := old.(*corev1.Node); ok {
-			errs = append(errs, validateNodeUpdate(o, n)...)
-		}
-	case *corev1.Service:
-		if s, ok := old.(*corev1.Service); ok {
-			errs = append(errs, validateServiceUpdate(o, s)...)
-		}
-	case *corev1.ConfigMap:
-		if c, ok := old.(*corev1.ConfigMap); ok {
-			errs = append(errs, validateConfigMapUpdate(o, c)...)
-		}
-	case *corev1.Secret:
-		if s, ok := old.(*corev1.Secret); ok {
-			errs = append(errs, validateSecretUpdate(o, s)...)
-		}
-	case *corev1.PersistentVolume:
-		if p, ok := old.(*corev1.PersistentVolume); ok {
-			errs = append(errs, validatePersistentVolumeUpdate(o, p)...)
-		}
-	case *corev1.PersistentVolumeClaim:
-		if p, ok := old.(*corev1.PersistentVolumeClaim); ok {
-			errs = append(errs, validatePersistentVolumeClaimUpdate(o, p)...)
-		}
-	case *appsv1.Deployment:
-		if d, ok := old.(*appsv1.Deployment); ok {
-			errs = append(errs, validateSelectorUpdate(o.Spec.Selector, d.Spec.Selector)...)
-		}
-	case *appsv1.ReplicaSet:
-		if r, ok := old.(*appsv1.ReplicaSet); ok {
-			errs = append(errs, validateSelectorUpdate(o.Spec.Selector, r.Spec.Selector)...)
-		}
-	case *appsv1.DaemonSet:
-		if d, ok := old.(*appsv1.DaemonSet); ok {
-			errs = append(errs, validateSelectorUpdate(o.Spec.Selector, d.Spec.Selector)...)
-		}
-	case *appsv1.StatefulSet:
-		if s, ok := old.(*appsv1.StatefulSet); ok {
-			errs = append(errs, validateStatefulSetUpdate(o, s)...)
-		}
-	case *batchv1.Job:
-		if j, ok := old.(*batchv1.Job); ok {
-			errs = append(errs, validateJobUpdate(o, j)...)
-		}
-	case *discoveryv1.EndpointSlice:
-		if e, ok := old.(*discoveryv1.EndpointSlice); ok {
-			errs = append(errs, apimachineryvalidation.ValidateImmutableField(o.AddressType, e.AddressType, field.NewPath("addressType"))...)
-		}
-	case *storagev1.StorageClass:
-		if s, ok := old.(*storagev1.StorageClass); ok {
-			errs = append(errs, validateStorageClassUpdate(o, s)...)
-		}
-	case *eventsv1.Event:
-		if e, ok := old.(*eventsv1.Event); ok {
-			errs = append(errs, validateEventsV1EventUpdate(o, e)...)
-		}
-	}
-	return errs
+// StatusStrategy is a kind with a status subresource: a status write
+// changes the status and nothing else, and a main-resource write keeps it.
+type StatusStrategy interface {
+	// CopyStatus sets dst's status to src's (both of the kind).
+	CopyStatus(dst, src runtime.Object)
 }
 
-// Metadata.
-
-var metadataPath = field.NewPath("metadata")
-
-// validateMeta validates an object's metadata as Kubernetes' ValidateObjectMeta
-// does, with the kind's name rule.
-func validateMeta(m *metav1.ObjectMeta, namespaced bool, nameFn apimachineryvalidation.ValidateNameFunc) field.ErrorList {
-	return apimachineryvalidation.ValidateObjectMeta(m, namespaced, nameFn, metadataPath)
+// GenerationStrategy is a kind whose metadata.generation counts changes of
+// its desired state: 1 on create, one more on each change SpecChanged sees.
+type GenerationStrategy interface {
+	SpecChanged(obj, old runtime.Object) bool
 }
 
-// validateMetaUpdate checks the metadata of an update. The system fields a
-// client may leave out of an update (uid, creationTimestamp, generation,
-// resourceVersion, deletion fields) are taken from the stored object first,
-// as Kubernetes' API server does before validating; what remains checks that
-// name and namespace do not change and that no finalizer is added to an
-// object being deleted.
-func validateMetaUpdate(m, old *metav1.ObjectMeta) field.ErrorList {
-	if m == nil || old == nil {
-		return nil
-	}
-	n := m.DeepCopy()
-	if n.UID == "" {
-		n.UID = old.UID
-	}
-	if n.CreationTimestamp.IsZero() {
-		n.CreationTimestamp = old.CreationTimestamp
-	}
-	if old.DeletionTimestamp != nil {
-		n.DeletionTimestamp = old.DeletionTimestamp
-	}
-	if old.DeletionGracePeriodSeconds != nil {
-		n.DeletionGracePeriodSeconds = old.DeletionGracePeriodSeconds
-	}
-	if n.Generation < old.Generation {
-		n.Generation = old.Generation
-	}
-	if n.ResourceVersion == "" {
-		// Concurrency is the storage's job (compare-and-swap on the
-		// resourceVersion); an unconditional update is allowed.
-		n.ResourceVersion = old.ResourceVersion
-		if n.ResourceVersion == "" {
-			n.ResourceVersion = "0"
-		}
-	}
-	return apimachineryvalidation.ValidateObjectMetaUpdate(n, old, metadataPath)
+// StatusValidator is a status strategy with rules of its own for status
+// writes, checked instead of ValidateUpdate.
+type StatusValidator interface {
+	ValidateStatusUpdate(obj, old runtime.Object) field.ErrorList
 }
 
-// objectMetaOf returns obj's ObjectMeta, or nil for a kind without one.
-func objectMetaOf(obj runtime.Object) *metav1.ObjectMeta {
-	if a, ok := obj.(metav1.ObjectMetaAccessor); ok {
-		if m, ok := a.GetObjectMeta().(*metav1.ObjectMeta); ok {
-			return m
-		}
-	}
-	return nil
+// ScaleStrategy is a kind with a scale subresource (autoscaling/v1 Scale).
+type ScaleStrategy interface {
+	// Scale reads obj's scale; ok is false when obj cannot say.
+	Scale(obj runtime.Object) (*autoscalingv1.Scale, error)
+	// SetReplicas writes the desired replicas into obj.
+	SetReplicas(obj runtime.Object, replicas int32) error
+}
+
+// GracefulDeleter is a kind whose deletion waits for a component to stop
+// it (a pod for its kubelet).
+type GracefulDeleter interface {
+	// GracefulDelete decides the grace period of deleting obj. It returns
+	// the object to write (nil: nothing to change) and whether the deletion
+	// is pending; pending false means the kind has nothing to wait for.
+	GracefulDelete(obj runtime.Object, opts *metav1.DeleteOptions, now time.Time) (next runtime.Object, pending bool)
+	// GracePending reports an object being deleted whose grace period
+	// still runs: the removal of its last finalizer does not delete it.
+	GracePending(obj runtime.Object) bool
+}
+
+// DeletionHolder is a kind that something besides metadata.finalizers can
+// hold back from deletion (a namespace's spec.finalizers).
+type DeletionHolder interface {
+	// DeletionHeld reports whether obj, being deleted, must stay.
+	DeletionHeld(obj runtime.Object) bool
+	// MarkDeleting updates obj when its deletion begins (a namespace
+	// becomes Terminating).
+	MarkDeleting(obj runtime.Object)
+}
+
+// Allocator is a kind that claims cluster-wide resources outside its
+// object (a service's cluster IP and node ports).
+type Allocator interface {
+	// AllocateOnCreate claims what obj needs; release undoes it when the
+	// write then fails.
+	AllocateOnCreate(ctx context.Context, obj runtime.Object, dryRun bool) (release func(), err error)
+	// AllocateOnUpdate claims what obj newly needs and frees what old held
+	// and obj no longer uses.
+	AllocateOnUpdate(ctx context.Context, obj, old runtime.Object, dryRun bool) error
+	// ReleaseOnDelete frees what a deleted object held.
+	ReleaseOnDelete(ctx context.Context, obj runtime.Object) error
+}
+
+// Action is a subresource that changes or deletes the stored object from a
+// request body (pods/binding, pods/eviction, namespaces/finalize).
+type Action struct {
+	// Verb is the one verb the subresource serves ("create", "update").
+	Verb string
+	// NewBody returns the body's object; BodyKind is its kind.
+	NewBody  func() runtime.Object
+	BodyKind schema.GroupVersionKind
+	// Update returns the object to store from the body and the stored
+	// object (a copy the function may change). Nil for a Delete action.
+	Update func(body, cur runtime.Object) (runtime.Object, error)
+	// Delete returns the options to delete the object with (an eviction).
+	Delete func(body runtime.Object) *metav1.DeleteOptions
+	// RespondStatus answers a Status (201 Created) instead of the object.
+	RespondStatus bool
+}
+
+// ActionStrategy is a kind with action subresources.
+type ActionStrategy interface {
+	Action(subresource string) (*Action, bool)
+}
+
+// KubeletConnecter is a kind whose subresources the API server proxies to
+// a node's kubelet (pods' log, exec, attach, portforward; nodes' proxy).
+type KubeletConnecter interface {
+	// KubeletMethods lists the HTTP methods subresource accepts (nil: the
+	// subresource is not proxied).
+	KubeletMethods(subresource string) []string
+	// KubeletPath resolves a proxied request on obj to the node and the
+	// kubelet API path; rest is what follows the subresource in the URL.
+	KubeletPath(obj runtime.Object, subresource, rest string, query url.Values) (node, path string, err error)
+}
+
+// User is the caller a review is answered for.
+type User struct {
+	Name   string
+	UID    string
+	Groups []string
+	Extra  map[string][]string
+}
+
+// Reviewer is a create-only kind that is answered, not stored.
+type Reviewer interface {
+	Review(ctx context.Context, user User, obj runtime.Object) (runtime.Object, error)
 }

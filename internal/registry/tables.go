@@ -4,16 +4,9 @@ import (
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	eventsv1 "k8s.io/api/events/v1"
-	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/duration"
 )
 
@@ -23,110 +16,6 @@ import (
 // Cells are strings, int64 or bool, as Kubernetes sends them, and a column's
 // Type is the one Kubernetes declares (which is "string" for several columns
 // that hold numbers).
-
-// tableColumns returns the column definitions for a resource (nil → default
-// Name/Created At). Columns with Priority 1 are the `-o wide` extras.
-func tableColumns(gr schema.GroupResource) []metav1.TableColumnDefinition {
-	switch gr {
-	case schema.GroupResource{Resource: "pods"}:
-		return podColumns()
-	case schema.GroupResource{Resource: "nodes"}:
-		return nodeColumns()
-	case schema.GroupResource{Resource: "namespaces"}:
-		return namespaceColumns()
-	case schema.GroupResource{Resource: "services"}:
-		return serviceColumns()
-	case schema.GroupResource{Resource: "endpoints"}:
-		return endpointsColumns()
-	case schema.GroupResource{Resource: "configmaps"}:
-		return configMapColumns()
-	case schema.GroupResource{Resource: "secrets"}:
-		return secretColumns()
-	case schema.GroupResource{Resource: "serviceaccounts"}:
-		return serviceAccountColumns()
-	case schema.GroupResource{Resource: "events"},
-		schema.GroupResource{Group: "events.k8s.io", Resource: "events"}:
-		return eventColumns()
-	case schema.GroupResource{Resource: "persistentvolumes"}:
-		return persistentVolumeColumns()
-	case schema.GroupResource{Resource: "persistentvolumeclaims"}:
-		return persistentVolumeClaimColumns()
-	case schema.GroupResource{Group: "apps", Resource: "deployments"}:
-		return deploymentColumns()
-	case schema.GroupResource{Group: "apps", Resource: "replicasets"}:
-		return replicaSetColumns()
-	case schema.GroupResource{Group: "apps", Resource: "daemonsets"}:
-		return daemonSetColumns()
-	case schema.GroupResource{Group: "apps", Resource: "statefulsets"}:
-		return statefulSetColumns()
-	case schema.GroupResource{Group: "batch", Resource: "jobs"}:
-		return jobColumns()
-	case schema.GroupResource{Group: "batch", Resource: "cronjobs"}:
-		return cronJobColumns()
-	case schema.GroupResource{Group: "discovery.k8s.io", Resource: "endpointslices"}:
-		return endpointSliceColumns()
-	case schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}:
-		return leaseColumns()
-	case schema.GroupResource{Group: "storage.k8s.io", Resource: "storageclasses"}:
-		return storageClassColumns()
-	}
-	return nil
-}
-
-// tableRow returns the cells of obj's row, one per column of tableColumns
-// for its resource (nil → default). Ages are measured against time.Now().
-func tableRow(obj runtime.Object) []interface{} {
-	return tableRowAt(obj, time.Now())
-}
-
-// tableRowAt is tableRow with the clock passed in, so tests are exact.
-func tableRowAt(obj runtime.Object, now time.Time) []interface{} {
-	switch o := obj.(type) {
-	case *corev1.Pod:
-		return podCells(o, now)
-	case *corev1.Node:
-		return nodeCells(o, now)
-	case *corev1.Namespace:
-		return namespaceCells(o, now)
-	case *corev1.Service:
-		return serviceCells(o, now)
-	case *corev1.Endpoints:
-		return endpointsCells(o, now)
-	case *corev1.ConfigMap:
-		return configMapCells(o, now)
-	case *corev1.Secret:
-		return secretCells(o, now)
-	case *corev1.ServiceAccount:
-		return serviceAccountCells(o, now)
-	case *corev1.Event:
-		return coreEventCells(o, now)
-	case *eventsv1.Event:
-		return eventsV1Cells(o, now)
-	case *corev1.PersistentVolume:
-		return persistentVolumeCells(o, now)
-	case *corev1.PersistentVolumeClaim:
-		return persistentVolumeClaimCells(o, now)
-	case *appsv1.Deployment:
-		return deploymentCells(o, now)
-	case *appsv1.ReplicaSet:
-		return replicaSetCells(o, now)
-	case *appsv1.DaemonSet:
-		return daemonSetCells(o, now)
-	case *appsv1.StatefulSet:
-		return statefulSetCells(o, now)
-	case *batchv1.Job:
-		return jobCells(o, now)
-	case *batchv1.CronJob:
-		return cronJobCells(o, now)
-	case *discoveryv1.EndpointSlice:
-		return endpointSliceCells(o, now)
-	case *coordinationv1.Lease:
-		return leaseCells(o, now)
-	case *storagev1.StorageClass:
-		return storageClassCells(o, now)
-	}
-	return nil
-}
 
 func defaultColumns() []metav1.TableColumnDefinition {
 	return []metav1.TableColumnDefinition{

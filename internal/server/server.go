@@ -128,8 +128,14 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 
+	serviceIPs, err := registry.NewServiceIPAllocator(db.Client(), s.cfg.ServiceCIDR)
+	if err != nil {
+		return err
+	}
 	reg, err := registry.NewWithOptions(registry.Options{
 		DefaultNotReadyTolerationSeconds: s.cfg.Controllers.DefaultNotReadyTolerationSeconds,
+		ServiceIPs:                       serviceIPs,
+		NodePorts:                        registry.NewNodePortAllocator(db.Client(), s.cfg.NodePortRange),
 	})
 	if err != nil {
 		return err
@@ -150,7 +156,6 @@ func (s *Server) Run(ctx context.Context) error {
 		Etcd:              db.Client(),
 		Quorum:            db.CheckQuorum,
 		ServiceCIDR:       s.cfg.ServiceCIDR,
-		NodePortRange:     s.cfg.NodePortRange,
 		AdvertiseIP:       s.advertiseIP(),
 		EventTTL:          s.cfg.EventTTL,
 		ClusterDNS:        s.cfg.ClusterDNS,

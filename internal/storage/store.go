@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 )
@@ -71,6 +72,10 @@ func (s *Store) encode(obj runtime.Object) ([]byte, error) {
 // Decode turns a stored value into an object with its resourceVersion set.
 func (s *Store) Decode(data []byte, rev int64) (runtime.Object, error) {
 	obj, _, err := s.codec.Decode(data, nil, nil)
+	if runtime.IsNotRegisteredError(err) {
+		// A kind the scheme does not know is a custom resource.
+		obj, _, err = unstructured.UnstructuredJSONScheme.Decode(data, nil, nil)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("decode stored object: %w", err)
 	}
