@@ -96,7 +96,7 @@ func controllers() map[string][]rbacv1.PolicyRule {
 			rule("update").groups(legacyGroup).resources("persistentvolumeclaims/status"),
 			rule("list", "watch", "get", "create", "delete").groups(legacyGroup).resources("pods"),
 			rule("get", "list", "watch").groups(legacyGroup).resources("nodes"),
-			rule(Read...).groups(storageGroup).resources("storageclasses"),
+			rule(read...).groups(storageGroup).resources("storageclasses"),
 		}),
 		"service-account-controller": concat(eventsRule(), []rbacv1.PolicyRule{
 			rule("create").groups(legacyGroup).resources("serviceaccounts"),
@@ -105,7 +105,7 @@ func controllers() map[string][]rbacv1.PolicyRule {
 		// own credential; skiff gives it an account of its own.
 		"tokens-controller": {
 			rule("get", "list", "watch", "update", "delete").groups(legacyGroup).resources("secrets"),
-			rule(Read...).groups(legacyGroup).resources("serviceaccounts"),
+			rule(read...).groups(legacyGroup).resources("serviceaccounts"),
 		},
 		"root-ca-cert-publisher": concat(eventsRule(), []rbacv1.PolicyRule{
 			rule("create", "update").groups(legacyGroup).resources("configmaps"),
@@ -118,7 +118,7 @@ func controllers() map[string][]rbacv1.PolicyRule {
 		"local-path-provisioner": concat(eventsRule(), []rbacv1.PolicyRule{
 			rule("get", "list", "watch", "create", "delete", "update", "patch").groups(legacyGroup).resources("persistentvolumes"),
 			rule("get", "list", "watch", "update", "patch").groups(legacyGroup).resources("persistentvolumeclaims"),
-			rule(Read...).groups(storageGroup).resources("storageclasses"),
+			rule(read...).groups(storageGroup).resources("storageclasses"),
 			rule("get", "list", "watch", "create", "delete").groups(legacyGroup).resources("pods"),
 			rule("get", "list", "watch").groups(legacyGroup).resources("nodes"),
 		}),
@@ -133,37 +133,39 @@ func ControllerServiceAccounts() []string {
 
 // skiffControllers maps skiff's controller names (internal/controller/...
 // Name, and the manager's entry names) to upstream's service accounts.
-var skiffControllers = map[string]string{
-	"job-controller":                  "job-controller",
-	"job":                             "job-controller",
-	"cronjob-controller":              "cronjob-controller",
-	"cronjob":                         "cronjob-controller",
-	"daemonset-controller":            "daemon-set-controller",
-	"daemonset":                       "daemon-set-controller",
-	"deployment-controller":           "deployment-controller",
-	"deployment":                      "deployment-controller",
-	"replicaset-controller":           "replicaset-controller",
-	"replicaset":                      "replicaset-controller",
-	"endpoints":                       "endpoint-controller",
-	"endpointslice":                   "endpointslice-controller",
-	"garbagecollector":                "generic-garbage-collector",
-	"namespace":                       "namespace-controller",
-	"nodelifecycle":                   "node-controller",
-	"nodeipam":                        "node-controller",
-	"podgc":                           "pod-garbage-collector",
-	"persistentvolume-controller":     "persistent-volume-binder",
-	"persistentvolume-binder":         "persistent-volume-binder",
-	"local-path-provisioner":          "local-path-provisioner",
-	"clusterrole-aggregation":         "clusterrole-aggregation-controller",
-	"serviceaccount-controller":       "service-account-controller",
-	"root-ca-cert-publisher":          "root-ca-cert-publisher",
-	"serviceaccount-token-controller": "tokens-controller",
+func skiffControllers() map[string]string {
+	return map[string]string{
+		"job-controller":                  "job-controller",
+		"job":                             "job-controller",
+		"cronjob-controller":              "cronjob-controller",
+		"cronjob":                         "cronjob-controller",
+		"daemonset-controller":            "daemon-set-controller",
+		"daemonset":                       "daemon-set-controller",
+		"deployment-controller":           "deployment-controller",
+		"deployment":                      "deployment-controller",
+		"replicaset-controller":           "replicaset-controller",
+		"replicaset":                      "replicaset-controller",
+		"endpoints":                       "endpoint-controller",
+		"endpointslice":                   "endpointslice-controller",
+		"garbagecollector":                "generic-garbage-collector",
+		"namespace":                       "namespace-controller",
+		"nodelifecycle":                   "node-controller",
+		"nodeipam":                        "node-controller",
+		"podgc":                           "pod-garbage-collector",
+		"persistentvolume-controller":     "persistent-volume-binder",
+		"persistentvolume-binder":         "persistent-volume-binder",
+		"local-path-provisioner":          "local-path-provisioner",
+		"clusterrole-aggregation":         "clusterrole-aggregation-controller",
+		"serviceaccount-controller":       "service-account-controller",
+		"root-ca-cert-publisher":          "root-ca-cert-publisher",
+		"serviceaccount-token-controller": "tokens-controller",
+	}
 }
 
 // ControllerServiceAccount returns the kube-system service account a skiff
 // controller should act as, named by its manager entry or package Name.
 func ControllerServiceAccount(controller string) (string, bool) {
-	sa, ok := skiffControllers[controller]
+	sa, ok := skiffControllers()[controller]
 	return sa, ok
 }
 

@@ -61,14 +61,14 @@ func NodeRules() []rbacv1.PolicyRule {
 		rule("create").groups(authenticationGroup).resources("tokenreviews"),
 		rule("create").groups(authorizationGroup).resources("subjectaccessreviews", "localsubjectaccessreviews"),
 		// Service environment variables.
-		rule(Read...).groups(legacyGroup).resources("services"),
+		rule(read...).groups(legacyGroup).resources("services"),
 		// Registering and reporting on its Node.
 		rule("create", "get", "list", "watch").groups(legacyGroup).resources("nodes"),
 		rule("update", "patch").groups(legacyGroup).resources("nodes/status"),
 		rule("update", "patch").groups(legacyGroup).resources("nodes"),
 		rule("create", "update", "patch").groups(legacyGroup, eventsGroup).resources("events"),
 		// Its pods, mirror pods, their status and evictions.
-		rule(Read...).groups(legacyGroup).resources("pods"),
+		rule(read...).groups(legacyGroup).resources("pods"),
 		rule("create", "delete").groups(legacyGroup).resources("pods"),
 		rule("update", "patch").groups(legacyGroup).resources("pods/status"),
 		rule("create").groups(legacyGroup).resources("pods/eviction"),
@@ -84,8 +84,8 @@ func NodeRules() []rbacv1.PolicyRule {
 		// Storage and runtime classes.
 		rule("get").groups(storageGroup).resources("volumeattachments"),
 		rule("get", "create", "update", "patch", "delete").groups(storageGroup).resources("csinodes"),
-		rule(Read...).groups(storageGroup).resources("csidrivers"),
-		rule(Read...).groups(nodeGroup).resources("runtimeclasses"),
+		rule(read...).groups(storageGroup).resources("csidrivers"),
+		rule(read...).groups(nodeGroup).resources("runtimeclasses"),
 	}
 }
 
@@ -120,7 +120,7 @@ func ClusterRoles() []rbacv1.ClusterRole {
 		aggregated("view", map[string]string{aggregateToEdit: "true"}, aggregateToView),
 		clusterRole("system:aggregate-to-admin", map[string]string{aggregateToAdmin: "true"}, []rbacv1.PolicyRule{
 			rule("create").groups(authorizationGroup).resources("localsubjectaccessreviews"),
-			rule(ReadWrite...).groups(rbacGroup).resources("roles", "rolebindings"),
+			rule(readWrite...).groups(rbacGroup).resources("roles", "rolebindings"),
 		}),
 		clusterRole("system:aggregate-to-edit", map[string]string{aggregateToEdit: "true"}, editRules()),
 		clusterRole("system:aggregate-to-view", map[string]string{aggregateToView: "true"}, viewRules()),
@@ -129,7 +129,7 @@ func ClusterRoles() []rbacv1.ClusterRole {
 		clusterRole("system:node-proxier", nil, []rbacv1.PolicyRule{
 			rule("list", "watch").groups(legacyGroup).resources("services", "endpoints"),
 			rule("list", "watch").groups(discoveryGroup).resources("endpointslices"),
-			rule(Read...).groups(legacyGroup).resources("nodes"),
+			rule(read...).groups(legacyGroup).resources("nodes"),
 			// skiff's proxy reports load-balancer addresses.
 			rule("update", "patch").groups(legacyGroup).resources("services/status"),
 		}, eventsRule()),
@@ -141,7 +141,7 @@ func ClusterRoles() []rbacv1.ClusterRole {
 			rule("patch").groups(legacyGroup).resources("nodes/status"),
 		}, eventsRule()),
 		clusterRole("system:kubelet-api-admin", nil, []rbacv1.PolicyRule{
-			rule(Read...).groups(legacyGroup).resources("nodes"),
+			rule(read...).groups(legacyGroup).resources("nodes"),
 			rule("proxy").groups(legacyGroup).resources("nodes"),
 			rule("*").groups(legacyGroup).resources("nodes/proxy", "nodes/metrics", "nodes/stats", "nodes/log", "nodes/pods", "nodes/healthz", "nodes/configz", "nodes/checkpoint"),
 		}),
@@ -150,7 +150,7 @@ func ClusterRoles() []rbacv1.ClusterRole {
 			rule("create").groups(authorizationGroup).resources("subjectaccessreviews"),
 		}),
 		clusterRole("system:kube-aggregator", nil, []rbacv1.PolicyRule{
-			rule(Read...).groups(legacyGroup).resources("services", "endpoints"),
+			rule(read...).groups(legacyGroup).resources("services", "endpoints"),
 		}),
 		clusterRole("system:kube-dns", nil, []rbacv1.PolicyRule{
 			rule("list", "watch").groups(legacyGroup).resources("endpoints", "services"),
@@ -159,13 +159,13 @@ func ClusterRoles() []rbacv1.ClusterRole {
 		clusterRole("system:persistent-volume-provisioner", nil, []rbacv1.PolicyRule{
 			rule("get", "list", "watch", "create", "delete").groups(legacyGroup).resources("persistentvolumes"),
 			rule("get", "list", "watch", "update").groups(legacyGroup).resources("persistentvolumeclaims"),
-			rule(Read...).groups(storageGroup).resources("storageclasses"),
+			rule(read...).groups(storageGroup).resources("storageclasses"),
 			rule("watch").groups(legacyGroup).resources("events"),
 		}, eventsRule()),
 		clusterRole("system:volume-scheduler", nil, []rbacv1.PolicyRule{
-			rule(ReadUpdate...).groups(legacyGroup).resources("persistentvolumes"),
-			rule(Read...).groups(storageGroup).resources("storageclasses"),
-			rule(ReadUpdate...).groups(legacyGroup).resources("persistentvolumeclaims"),
+			rule(readUpdate...).groups(legacyGroup).resources("persistentvolumes"),
+			rule(read...).groups(storageGroup).resources("storageclasses"),
+			rule(readUpdate...).groups(legacyGroup).resources("persistentvolumeclaims"),
 		}),
 		clusterRole("system:kube-scheduler", nil, schedulerRules()),
 		clusterRole("system:kube-controller-manager", nil, controllerManagerRules()),
@@ -181,45 +181,45 @@ func ClusterRoles() []rbacv1.ClusterRole {
 
 func viewRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
-		rule(Read...).groups(legacyGroup).resources("pods", "replicationcontrollers", "replicationcontrollers/scale", "serviceaccounts",
+		rule(read...).groups(legacyGroup).resources("pods", "replicationcontrollers", "replicationcontrollers/scale", "serviceaccounts",
 			"services", "services/status", "endpoints", "persistentvolumeclaims", "persistentvolumeclaims/status", "configmaps"),
-		rule(Read...).groups(legacyGroup).resources("limitranges", "resourcequotas", "bindings", "events",
+		rule(read...).groups(legacyGroup).resources("limitranges", "resourcequotas", "bindings", "events",
 			"pods/status", "resourcequotas/status", "namespaces/status", "replicationcontrollers/status", "pods/log"),
 		// Reading namespaces at namespace scope means reading this one.
-		rule(Read...).groups(legacyGroup).resources("namespaces"),
-		rule(Read...).groups(discoveryGroup).resources("endpointslices"),
-		rule(Read...).groups(appsGroup).resources("controllerrevisions",
+		rule(read...).groups(legacyGroup).resources("namespaces"),
+		rule(read...).groups(discoveryGroup).resources("endpointslices"),
+		rule(read...).groups(appsGroup).resources("controllerrevisions",
 			"statefulsets", "statefulsets/status", "statefulsets/scale",
 			"daemonsets", "daemonsets/status",
 			"deployments", "deployments/status", "deployments/scale",
 			"replicasets", "replicasets/status", "replicasets/scale"),
-		rule(Read...).groups(autoscalingGroup).resources("horizontalpodautoscalers", "horizontalpodautoscalers/status"),
-		rule(Read...).groups(batchGroup).resources("jobs", "jobs/status", "cronjobs", "cronjobs/status"),
-		rule(Read...).groups(extensionsGroup).resources("daemonsets", "daemonsets/status", "deployments", "deployments/scale", "deployments/status",
+		rule(read...).groups(autoscalingGroup).resources("horizontalpodautoscalers", "horizontalpodautoscalers/status"),
+		rule(read...).groups(batchGroup).resources("jobs", "jobs/status", "cronjobs", "cronjobs/status"),
+		rule(read...).groups(extensionsGroup).resources("daemonsets", "daemonsets/status", "deployments", "deployments/scale", "deployments/status",
 			"ingresses", "ingresses/status", "replicasets", "replicasets/scale", "replicasets/status", "replicationcontrollers/scale", "networkpolicies"),
-		rule(Read...).groups(policyGroup).resources("poddisruptionbudgets", "poddisruptionbudgets/status"),
-		rule(Read...).groups(networkingGroup).resources("networkpolicies", "ingresses", "ingresses/status"),
+		rule(read...).groups(policyGroup).resources("poddisruptionbudgets", "poddisruptionbudgets/status"),
+		rule(read...).groups(networkingGroup).resources("networkpolicies", "ingresses", "ingresses/status"),
 	}
 }
 
 func editRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
 		rule("impersonate").groups(legacyGroup).resources("serviceaccounts"),
-		rule(Write...).groups(legacyGroup).resources("pods", "pods/attach", "pods/proxy", "pods/exec", "pods/portforward"),
+		rule(write...).groups(legacyGroup).resources("pods", "pods/attach", "pods/proxy", "pods/exec", "pods/portforward"),
 		rule("create").groups(legacyGroup).resources("pods/eviction"),
-		rule(Write...).groups(legacyGroup).resources("replicationcontrollers", "replicationcontrollers/scale", "serviceaccounts",
+		rule(write...).groups(legacyGroup).resources("replicationcontrollers", "replicationcontrollers/scale", "serviceaccounts",
 			"services", "services/proxy", "persistentvolumeclaims", "configmaps", "secrets"),
 		rule("create").groups(legacyGroup).resources("serviceaccounts/token"),
 		// Secrets and the proxy subresources are not in view.
-		rule(Read...).groups(legacyGroup).resources("pods/attach", "pods/proxy", "pods/exec", "pods/portforward", "secrets", "services/proxy"),
-		rule(Write...).groups(appsGroup).resources("statefulsets", "statefulsets/scale",
+		rule(read...).groups(legacyGroup).resources("pods/attach", "pods/proxy", "pods/exec", "pods/portforward", "secrets", "services/proxy"),
+		rule(write...).groups(appsGroup).resources("statefulsets", "statefulsets/scale",
 			"daemonsets", "deployments", "deployments/scale", "deployments/rollback", "replicasets", "replicasets/scale"),
-		rule(Write...).groups(autoscalingGroup).resources("horizontalpodautoscalers"),
-		rule(Write...).groups(batchGroup).resources("jobs", "cronjobs"),
-		rule(Write...).groups(extensionsGroup).resources("daemonsets", "deployments", "deployments/scale", "deployments/rollback",
+		rule(write...).groups(autoscalingGroup).resources("horizontalpodautoscalers"),
+		rule(write...).groups(batchGroup).resources("jobs", "cronjobs"),
+		rule(write...).groups(extensionsGroup).resources("daemonsets", "deployments", "deployments/scale", "deployments/rollback",
 			"ingresses", "replicasets", "replicasets/scale", "replicationcontrollers/scale", "networkpolicies"),
-		rule(Write...).groups(policyGroup).resources("poddisruptionbudgets"),
-		rule(Write...).groups(networkingGroup).resources("networkpolicies", "ingresses"),
+		rule(write...).groups(policyGroup).resources("poddisruptionbudgets"),
+		rule(write...).groups(networkingGroup).resources("networkpolicies", "ingresses"),
 	}
 }
 
@@ -229,19 +229,19 @@ func schedulerRules() []rbacv1.PolicyRule {
 		rule("create").groups(coordinationGroup).resources("leases"),
 		rule("get", "update").groups(coordinationGroup).names("kube-scheduler").resources("leases"),
 		// What it schedules, and onto what.
-		rule(Read...).groups(legacyGroup).resources("nodes"),
-		rule(Read...).groups(legacyGroup).resources("pods"),
+		rule(read...).groups(legacyGroup).resources("nodes"),
+		rule(read...).groups(legacyGroup).resources("pods"),
 		rule("delete").groups(legacyGroup).resources("pods"),
 		rule("create").groups(legacyGroup).resources("pods/binding", "bindings"),
 		rule("patch", "update").groups(legacyGroup).resources("pods/status"),
 		// Spreading and affinity.
-		rule(Read...).groups(legacyGroup).resources("replicationcontrollers", "services", "namespaces"),
-		rule(Read...).groups(appsGroup, extensionsGroup).resources("replicasets"),
-		rule(Read...).groups(appsGroup).resources("statefulsets"),
-		rule(Read...).groups(policyGroup).resources("poddisruptionbudgets"),
-		rule(Read...).groups(legacyGroup).resources("persistentvolumeclaims", "persistentvolumes"),
-		rule(Read...).groups(storageGroup).resources("csinodes", "csidrivers", "csistoragecapacities", "storageclasses"),
-		rule(Read...).groups(schedulingGroup).resources("priorityclasses"),
+		rule(read...).groups(legacyGroup).resources("replicationcontrollers", "services", "namespaces"),
+		rule(read...).groups(appsGroup, extensionsGroup).resources("replicasets"),
+		rule(read...).groups(appsGroup).resources("statefulsets"),
+		rule(read...).groups(policyGroup).resources("poddisruptionbudgets"),
+		rule(read...).groups(legacyGroup).resources("persistentvolumeclaims", "persistentvolumes"),
+		rule(read...).groups(storageGroup).resources("csinodes", "csidrivers", "csistoragecapacities", "storageclasses"),
+		rule(read...).groups(schedulingGroup).resources("priorityclasses"),
 		rule("create").groups(authenticationGroup).resources("tokenreviews"),
 		rule("create").groups(authorizationGroup).resources("subjectaccessreviews"),
 	})
@@ -298,10 +298,10 @@ func Roles() []rbacv1.Role {
 	}
 	return []rbacv1.Role{
 		role("kube-public", "system:controller:bootstrap-signer",
-			rule(Read...).groups(legacyGroup).resources("configmaps"),
+			rule(read...).groups(legacyGroup).resources("configmaps"),
 			rule("update").groups(legacyGroup).names("cluster-info").resources("configmaps")),
 		role("kube-system", "extension-apiserver-authentication-reader",
-			rule(Read...).groups(legacyGroup).names("extension-apiserver-authentication").resources("configmaps")),
+			rule(read...).groups(legacyGroup).names("extension-apiserver-authentication").resources("configmaps")),
 		role("kube-system", "system::leader-locking-kube-controller-manager",
 			rule("watch").groups(legacyGroup).resources("configmaps"),
 			rule("get", "update").groups(legacyGroup).names("kube-controller-manager").resources("configmaps")),

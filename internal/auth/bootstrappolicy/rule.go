@@ -7,13 +7,13 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 )
 
-// Verb sets, as upstream's policy uses them.
+// Verb sets, as upstream's policy uses them. rule copies them.
 var (
-	Read      = []string{"get", "list", "watch"}
-	Write     = []string{"create", "update", "patch", "delete", "deletecollection"}
-	ReadWrite = []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
-	// ReadUpdate is for controllers that only change what they own.
-	ReadUpdate = []string{"get", "list", "watch", "update", "patch"}
+	read      = []string{"get", "list", "watch"}
+	write     = []string{"create", "update", "patch", "delete", "deletecollection"}
+	readWrite = []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+	// readUpdate is for controllers that only change what they own.
+	readUpdate = []string{"get", "list", "watch", "update", "patch"}
 )
 
 // API groups the policy names.

@@ -297,13 +297,15 @@ func modifiedLabels(a, b map[string]string) []string {
 // kubeletLabels are the kubernetes.io labels a kubelet may set on its Node,
 // as upstream; so may it those under kubelet.kubernetes.io/ and
 // node.kubernetes.io/.
-var kubeletLabels = []string{
-	corev1.LabelHostname,
-	corev1.LabelTopologyZone, corev1.LabelTopologyRegion,
-	corev1.LabelFailureDomainBetaZone, corev1.LabelFailureDomainBetaRegion,
-	corev1.LabelInstanceType, corev1.LabelInstanceTypeStable,
-	corev1.LabelOSStable, corev1.LabelArchStable,
-	"beta.kubernetes.io/os", "beta.kubernetes.io/arch",
+func kubeletLabels() []string {
+	return []string{
+		corev1.LabelHostname,
+		corev1.LabelTopologyZone, corev1.LabelTopologyRegion,
+		corev1.LabelFailureDomainBetaZone, corev1.LabelFailureDomainBetaRegion,
+		corev1.LabelInstanceType, corev1.LabelInstanceTypeStable,
+		corev1.LabelOSStable, corev1.LabelArchStable,
+		"beta.kubernetes.io/os", "beta.kubernetes.io/arch",
+	}
 }
 
 func labelNamespace(key string) string {
@@ -319,7 +321,7 @@ func inNamespace(ns, domain string) bool {
 
 // IsKubeletLabel reports whether a kubelet may set the label on its Node.
 func IsKubeletLabel(key string) bool {
-	if slices.Contains(kubeletLabels, key) {
+	if slices.Contains(kubeletLabels(), key) {
 		return true
 	}
 	ns := labelNamespace(key)
