@@ -6,6 +6,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"skiff/internal/auth"
 	"skiff/internal/registry"
 )
 
@@ -30,7 +31,12 @@ func (q *request) review() {
 		return
 	}
 	user, _ := q.r.Context().Value(userKey{}).(userInfo)
-	out, err := reviewer.Review(q.r.Context(), registry.User{Name: user.Name, Groups: user.Groups}, obj)
+	caller := registry.User{Name: user.Name, Groups: user.Groups}
+	// With Config.Auth the caller is known in full (authz.go).
+	if u, ok := auth.UserFrom(q.r.Context()); ok {
+		caller = registry.User{Name: u.Name, UID: u.UID, Groups: u.Groups, Extra: u.Extra}
+	}
+	out, err := reviewer.Review(q.r.Context(), caller, obj)
 	if err != nil {
 		q.fail(err)
 		return

@@ -47,6 +47,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/api/", s.serveResource)
 	mux.HandleFunc("/apis", s.serveAPIGroupList)
 	mux.HandleFunc("/apis/", s.serveResource)
+	s.handleIssuerDiscovery(mux)
 	// The join endpoints are served before authentication: a joining node
 	// has no credentials yet but its token (see join.go).
 	outer := http.NewServeMux()
@@ -54,7 +55,7 @@ func (s *Server) routes() http.Handler {
 	outer.HandleFunc(NodeCertsPath, s.serveNodeCerts)
 	outer.HandleFunc(ServerBootstrapPath, s.serveServerBootstrap)
 	outer.HandleFunc(EtcdMembersPath, s.serveEtcdMembers)
-	outer.Handle("/", s.authenticate(mux))
+	outer.Handle("/", s.guard(mux))
 	return s.recoverPanics(outer)
 }
 

@@ -52,6 +52,9 @@ type Config struct {
 	// ServerJoin, when set, lets other servers join this one's cluster at
 	// /v1-skiff/server-bootstrap and /v1-skiff/etcd-members.
 	ServerJoin ServerJoiner
+	// Auth, when set, authenticates with internal/auth, honours
+	// impersonation and authorizes every request (authz.go).
+	Auth *AuthConfig
 
 	// ServiceCIDR's first address is the kubernetes service's. Services'
 	// addresses and node ports are allocated by the registry's service
