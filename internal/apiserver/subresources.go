@@ -144,6 +144,20 @@ func (q *request) action(a *registry.Action) {
 		return
 	}
 	k := key(q.res, q.ri.namespace, q.ri.name)
+	if a.Respond != nil {
+		cur, err := q.s.store.Get(ctx, k)
+		if err != nil {
+			q.fail(storeErr(err, q.res.GroupResource(), q.ri.name))
+			return
+		}
+		out, err := a.Respond(ctx, body, cur)
+		if err != nil {
+			q.fail(err)
+			return
+		}
+		writeJSON(q.w, http.StatusCreated, out)
+		return
+	}
 	for {
 		cur, err := q.s.store.Get(ctx, k)
 		if err != nil {

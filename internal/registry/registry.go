@@ -220,6 +220,12 @@ type Options struct {
 	// tests of the strategies alone).
 	ServiceIPs IPAllocator
 	NodePorts  PortAllocator
+	// Authority answers the access, rules and token reviews; nil lets
+	// every authenticated user do everything.
+	Authority Authority
+	// Tokens issues service-account tokens (serviceaccounts/token); nil
+	// serves no token subresource.
+	Tokens TokenIssuer
 }
 
 func (o Options) notReadyTolerationSeconds() int64 {
@@ -286,7 +292,7 @@ func builtins(opts Options) []Strategy {
 		persistentVolumeStrategy{},
 		podStrategy{opts: opts},
 		secretStrategy{},
-		serviceAccountStrategy{},
+		serviceAccountStrategy{tokens: opts.Tokens},
 		serviceStrategy{ips: opts.ServiceIPs, ports: opts.NodePorts},
 
 		daemonSetStrategy{},
@@ -307,8 +313,12 @@ func builtins(opts Options) []Strategy {
 		roleBindingStrategy{},
 		clusterRoleBindingStrategy{},
 
-		selfSubjectAccessReviewStrategy{},
+		selfSubjectAccessReviewStrategy{authority: opts.Authority},
+		subjectAccessReviewStrategy{authority: opts.Authority},
+		localSubjectAccessReviewStrategy{authority: opts.Authority},
+		selfSubjectRulesReviewStrategy{authority: opts.Authority},
 		selfSubjectReviewStrategy{},
+		tokenReviewStrategy{authority: opts.Authority},
 	}
 }
 

@@ -155,6 +155,9 @@ type Action struct {
 	Update func(body, cur runtime.Object) (runtime.Object, error)
 	// Delete returns the options to delete the object with (an eviction).
 	Delete func(body runtime.Object) *metav1.DeleteOptions
+	// Respond answers from the body and the stored object without
+	// changing it (a service account's TokenRequest); 201 with its result.
+	Respond func(ctx context.Context, body, cur runtime.Object) (runtime.Object, error)
 	// RespondStatus answers a Status (201 Created) instead of the object.
 	RespondStatus bool
 }
