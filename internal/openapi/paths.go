@@ -125,7 +125,7 @@ func (b *opBuilder) op(id, action, description string, gvk schema.GroupVersionKi
 			Parameters: params, Responses: resp,
 		},
 		VendorExtensible: spec.VendorExtensible{Extensions: spec.Extensions{
-			"x-kubernetes-action":            action,
+			"x-kubernetes-action":             action,
 			"x-kubernetes-group-version-kind": gvkExtension(gvk)[0],
 		}},
 	}
