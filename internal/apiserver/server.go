@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 
 	"skiff/internal/config"
+	"skiff/internal/openapi"
 	"skiff/internal/pki"
 	"skiff/internal/registry"
 	"skiff/internal/storage"
@@ -94,6 +95,7 @@ type Server struct {
 	kubelets *http.Transport
 	// namespaces and storageClasses are looked up once for admission.
 	namespaces, storageClasses *registry.Resource
+	openapi                    *openapi.Service
 }
 
 // maxBodyBytes is the largest request body accepted, as Kubernetes' 3 MiB.
@@ -137,6 +139,9 @@ func New(cfg Config) (*Server, error) {
 	s.protobuf = protobuf.NewSerializer(cfg.Registry.Scheme(), cfg.Registry.Scheme())
 	s.ports = newPortAllocator(cfg.Store.Client(), cfg.NodePortRange)
 	s.kubelets = s.kubeletTransport()
+	if s.openapi, err = s.newOpenAPI(); err != nil {
+		return nil, err
+	}
 	s.handler = s.routes()
 	return s, nil
 }

@@ -42,10 +42,11 @@ type Config struct {
 
 // Service builds and serves the documents. It is safe for concurrent use.
 type Service struct {
-	cfg   Config
-	names *namer
+	cfg Config
 
 	mu sync.Mutex
+	// names is built on first request, as the documents are.
+	names *namer
 	// custom holds the schemas added at run time, by kind.
 	custom map[schema.GroupVersionKind]*spec.Schema
 	// generation counts changes to custom.
@@ -63,7 +64,6 @@ func New(cfg Config) (*Service, error) {
 	}
 	return &Service{
 		cfg:    cfg,
-		names:  newNamer(cfg.Scheme),
 		custom: map[schema.GroupVersionKind]*spec.Schema{},
 	}, nil
 }
@@ -99,6 +99,9 @@ func (s *Service) current() (*documents, error) {
 	defer s.mu.Unlock()
 	if d := s.docs; d != nil && d.key == key && d.generation == s.generation {
 		return d, nil
+	}
+	if s.names == nil {
+		s.names = newNamer(s.cfg.Scheme)
 	}
 	custom := make(map[schema.GroupVersionKind]*spec.Schema, len(s.custom))
 	for k, v := range s.custom {
