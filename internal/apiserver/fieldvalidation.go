@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"fmt"
 	"net/http"
 	"sync"
 
@@ -19,6 +20,7 @@ import (
 // refuses the request with 400 naming them. A nil *fieldValidation ignores.
 type fieldValidation struct {
 	directive string
+	verb      string
 	w         http.ResponseWriter
 
 	mu sync.Mutex
@@ -54,7 +56,7 @@ func (q *request) parseFieldValidation() (*fieldValidation, error) {
 				[]string{metav1.FieldValidationIgnore, metav1.FieldValidationStrict, metav1.FieldValidationWarn}),
 		})
 	}
-	return &fieldValidation{directive: directive, w: q.w}, nil
+	return &fieldValidation{directive: directive, verb: q.ri.verb, w: q.w}, nil
 }
 
 // decodeJSON decodes a JSON body into a typed object as upstream does
@@ -75,7 +77,17 @@ func (v *fieldValidation) decodeJSON(data []byte, into runtime.Object, kind stri
 		return nil
 	}
 	if v.directive == metav1.FieldValidationStrict {
-		return apierrors.NewBadRequest(runtime.NewStrictDecodingError(strict).Error())
+		msg := runtime.NewStrictDecodingError(strict).Error()
+		if v.verb != "patch" {
+			// Upstream says which kind the body could not be decoded as,
+			// except for a patched object.
+			gvk := into.GetObjectKind().GroupVersionKind()
+			if gvk.Kind == "" {
+				gvk.Kind = kind
+			}
+			msg = fmt.Sprintf("%s in version %q cannot be handled as a %s: %s", gvk.Kind, gvk.Version, kind, msg)
+		}
+		return apierrors.NewBadRequest(msg)
 	}
 	v.warn(strict)
 	return nil

@@ -57,7 +57,7 @@ func TestFieldValidation(t *testing.T) {
 	var code int
 	res.StatusCode(&code)
 	if err := res.Error(); code != http.StatusBadRequest || !apierrors.IsBadRequest(err) ||
-		err.Error() != `strict decoding error: unknown field "spec.replicaz"` {
+		err.Error() != `Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: unknown field "spec.replicaz"` {
 		t.Fatalf("strict: %d %v", code, err)
 	}
 	if _, err := c.AppsV1().Deployments("default").Get(ctx, "strict", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
