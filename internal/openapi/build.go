@@ -18,8 +18,8 @@ import (
 	"k8s.io/kube-openapi/pkg/validation/spec"
 )
 
-// documents is one build of every document, immutable once built (the
-// protobuf forms are computed on first request).
+// documents is one build of every document, immutable once built (the v2
+// protobuf form is computed on first request).
 type documents struct {
 	key        string
 	generation uint64
@@ -27,18 +27,13 @@ type documents struct {
 	v2      doc
 	v2Proto lazyDoc
 	// v3 is keyed by the index path: "api/v1", "apis/apps/v1".
-	v3      map[string]*v3Doc
+	v3      map[string]doc
 	v3Index doc
 }
 
 type doc struct {
 	data []byte
 	etag string
-}
-
-type v3Doc struct {
-	doc
-	proto lazyDoc
 }
 
 // lazyDoc is a document form computed once, on first use.
@@ -133,10 +128,19 @@ func (k *kinds) definitionName(name string) (string, spec.Extensions) {
 	return name, nil
 }
 
-// definitions returns the generated definitions plus the custom ones, with
-// refs made by ref. v2 strips what OpenAPI v2 cannot say from custom schemas.
-func (k *kinds) definitions(ref common.ReferenceCallback, v2 bool) map[string]common.OpenAPIDefinition {
-	defs := GetOpenAPIDefinitions(ref)
+// definitions returns the built-in definitions plus the custom ones, for
+// OpenAPI v2 (refs to #/definitions/) or v3 (#/components/schemas/). v2
+// strips what OpenAPI v2 cannot say from custom schemas.
+func (k *kinds) definitions(v2 bool) (map[string]common.OpenAPIDefinition, error) {
+	defs, err := builtinDefinitions(v2)
+	if err != nil {
+		return nil, err
+	}
+	prefix := "#/components/schemas/"
+	if v2 {
+		prefix = "#/definitions/"
+	}
+	ref := func(name string) spec.Ref { return spec.MustCreateRef(prefix + common.EscapeJsonPointer(name)) }
 	for name, c := range k.custom {
 		if c.list {
 			item := customModelName(c.gvk.GroupVersion().WithKind(strings.TrimSuffix(c.gvk.Kind, "List")))
@@ -145,7 +149,7 @@ func (k *kinds) definitions(ref common.ReferenceCallback, v2 bool) map[string]co
 		}
 		defs[name] = customDefinition(c, ref, v2)
 	}
-	return defs
+	return defs, nil
 }
 
 func customDefinition(c customKind, ref common.ReferenceCallback, v2 bool) common.OpenAPIDefinition {
@@ -272,11 +276,14 @@ func build(in buildInput) (*documents, error) {
 			}
 		}
 	}
+	defs2, err := k.definitions(true)
+	if err != nil {
+		return nil, err
+	}
 	sw, err := builder.BuildOpenAPIDefinitionsForResources(&common.Config{
 		Info: info,
-		GetDefinitions: func(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
-			return k.definitions(ref, true)
-		},
+		// The definitions' refs are made already, as the builder would.
+		GetDefinitions:    func(common.ReferenceCallback) map[string]common.OpenAPIDefinition { return defs2 },
 		GetDefinitionName: k.definitionName,
 	}, roots...)
 	if err != nil {
@@ -294,10 +301,11 @@ func build(in buildInput) (*documents, error) {
 	}
 
 	// OpenAPI v3: one document per group-version, sharing definitions.
-	defs3 := k.definitions(func(name string) spec.Ref {
-		return spec.MustCreateRef("#/components/schemas/" + common.EscapeJsonPointer(name))
-	}, false)
-	d := &documents{v2: newDoc(v2), v3: map[string]*v3Doc{}}
+	defs3, err := k.definitions(false)
+	if err != nil {
+		return nil, err
+	}
+	d := &documents{v2: newDoc(v2), v3: map[string]doc{}}
 	index := struct {
 		Paths map[string]map[string]string `json:"paths"`
 	}{Paths: map[string]map[string]string{}}
@@ -320,7 +328,7 @@ func build(in buildInput) (*documents, error) {
 		if err != nil {
 			return nil, fmt.Errorf("openapi: v3 %s: %w", g.gv, err)
 		}
-		vd := &v3Doc{doc: newDoc(data)}
+		vd := newDoc(data)
 		d.v3[g.indexPath()] = vd
 		index.Paths[g.indexPath()] = map[string]string{"serverRelativeURL": "/openapi/v3/" + g.indexPath() + "?hash=" + vd.etag}
 	}

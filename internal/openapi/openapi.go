@@ -101,7 +101,11 @@ func (s *Service) current() (*documents, error) {
 		return d, nil
 	}
 	if s.names == nil {
-		s.names = newNamer(s.cfg.Scheme)
+		generated, err := builtinNames()
+		if err != nil {
+			return nil, err
+		}
+		s.names = newNamer(s.cfg.Scheme, generated)
 	}
 	custom := make(map[schema.GroupVersionKind]*spec.Schema, len(s.custom))
 	for k, v := range s.custom {
@@ -169,9 +173,8 @@ type namer struct {
 
 type modelNamer interface{ OpenAPIModelName() string }
 
-func newNamer(scheme *runtime.Scheme) *namer {
+func newNamer(scheme *runtime.Scheme, generated map[string]bool) *namer {
 	n := &namer{modelOf: map[schema.GroupVersionKind]string{}, kindsOf: map[string][]schema.GroupVersionKind{}}
-	generated := GetOpenAPIDefinitions(func(string) spec.Ref { return spec.Ref{} })
 	for gvk := range scheme.AllKnownTypes() {
 		if gvk.Version == runtime.APIVersionInternal {
 			continue
@@ -185,7 +188,7 @@ func newNamer(scheme *runtime.Scheme) *namer {
 			continue
 		}
 		name := m.OpenAPIModelName()
-		if _, ok := generated[name]; !ok {
+		if !generated[name] {
 			// A kind of a group not generated: served as a schema-less
 			// kind, if at all.
 			continue

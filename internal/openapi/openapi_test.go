@@ -2,6 +2,8 @@ package openapi
 
 import (
 	"bytes"
+	"compress/gzip"
+	"io"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +24,8 @@ import (
 	openapiproto "k8s.io/kube-openapi/pkg/util/proto"
 	"k8s.io/kube-openapi/pkg/validation/spec"
 	explainv2 "k8s.io/kubectl/pkg/explain/v2"
+
+	"skiff/internal/openapi/builtin"
 )
 
 var mainVerbs = metav1.Verbs{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
@@ -285,8 +289,8 @@ func TestV3IndexAndHashedDocuments(t *testing.T) {
 		t.Fatalf("unserved group-version: status %d", resp.StatusCode)
 	}
 	pb := f.get(t, u, "Accept", mediaV3Proto)
-	if body(t, pb); pb.StatusCode != 200 || pb.Header.Get("Content-Type") != mediaV3Proto {
-		t.Fatalf("v3 protobuf: status %d, content type %q", pb.StatusCode, pb.Header.Get("Content-Type"))
+	if body(t, pb); pb.StatusCode != http.StatusNotAcceptable {
+		t.Fatalf("v3 protobuf: status %d, want 406", pb.StatusCode)
 	}
 }
 
@@ -437,7 +441,10 @@ func TestNegotiate(t *testing.T) {
 // The generated set is closed: every definition a generated one refers to
 // is generated too (a missing package in generate.go breaks the documents).
 func TestGeneratedDefinitionsAreClosed(t *testing.T) {
-	defs := GetOpenAPIDefinitions(func(name string) spec.Ref { return spec.MustCreateRef("#/definitions/" + name) })
+	defs, err := builtinDefinitions(true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	missing := map[string]bool{}
 	for name, d := range defs {
 		for _, dep := range d.Dependencies {
@@ -446,5 +453,29 @@ func TestGeneratedDefinitionsAreClosed(t *testing.T) {
 				t.Errorf("%s refers to %s, which is not generated", name, dep)
 			}
 		}
+	}
+}
+
+// The embedded definitions are those of the committed generated code: go
+// generate was run after the last change to either.
+func TestEmbeddedDefinitionsAreUpToDate(t *testing.T) {
+	fresh, err := EncodeBuiltin(builtin.GetOpenAPIDefinitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(fresh))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := builtinJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("builtin/definitions.json.gz is stale: run go generate ./internal/openapi")
 	}
 }

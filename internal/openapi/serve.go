@@ -9,7 +9,6 @@ import (
 	"time"
 
 	openapi_v2 "github.com/google/gnostic-models/openapiv2"
-	openapi_v3 "github.com/google/gnostic-models/openapiv3"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -17,6 +16,8 @@ import (
 const (
 	mediaJSON    = "application/json"
 	mediaV2Proto = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+	// mediaV3Proto is not served: clients read v3 as JSON, and the
+	// converter would cost half a megabyte of binary.
 	mediaV3Proto = "application/com.github.proto-openapi.spec.v3.v1.0+protobuf"
 )
 
@@ -90,21 +91,8 @@ func (d *documents) serveV3(w http.ResponseWriter, r *http.Request, gv string) {
 		return
 	}
 	w.Header().Add("Vary", "Accept")
-	var out doc
-	mt := negotiate(r.Header.Get("Accept"), mediaV3Proto)
-	switch mt {
-	case mediaJSON:
-		out = v.doc
-	case mediaV3Proto:
-		p, err := v.proto.get(v.data, v3ToProto)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		// Both forms go by the JSON form's hash, as the index lists it.
-		out = doc{data: p.data, etag: v.etag}
-	default:
-		http.Error(w, "OpenAPI v3 documents are served as application/json or "+mediaV3Proto, http.StatusNotAcceptable)
+	if negotiate(r.Header.Get("Accept"), "") != mediaJSON {
+		http.Error(w, "OpenAPI v3 documents are served as application/json", http.StatusNotAcceptable)
 		return
 	}
 	if hash := r.URL.Query().Get("hash"); hash != "" {
@@ -117,19 +105,11 @@ func (d *documents) serveV3(w http.ResponseWriter, r *http.Request, gv string) {
 		w.Header().Set("Cache-Control", "public, immutable")
 		w.Header().Set("Expires", time.Now().AddDate(1, 0, 0).UTC().Format(http.TimeFormat))
 	}
-	write(w, r, mt, out)
+	write(w, r, mediaJSON, v)
 }
 
 func v2ToProto(data []byte) ([]byte, error) {
 	doc, err := openapi_v2.ParseDocument(data)
-	if err != nil {
-		return nil, err
-	}
-	return proto.Marshal(doc)
-}
-
-func v3ToProto(data []byte) ([]byte, error) {
-	doc, err := openapi_v3.ParseDocument(data)
 	if err != nil {
 		return nil, err
 	}
