@@ -13,7 +13,9 @@ import (
 
 	openapi_v2 "github.com/google/gnostic-models/openapiv2"
 	"google.golang.org/protobuf/proto"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/resource"
 	"k8s.io/client-go/discovery"
@@ -65,14 +67,19 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{lists: builtinLists()}
+	return newFixtureWith(t, scheme.Scheme, builtinLists())
+}
+
+func newFixtureWith(t *testing.T, sch *runtime.Scheme, lists []*metav1.APIResourceList) *fixture {
+	t.Helper()
+	f := &fixture{lists: lists}
 	svc, err := New(Config{
 		Resources: func() []*metav1.APIResourceList {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			return f.lists
 		},
-		Scheme: scheme.Scheme, Title: "skiff", Version: "v1.37.2",
+		Scheme: sch, Title: "skiff", Version: "v1.37.2",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -477,5 +484,25 @@ func TestEmbeddedDefinitionsAreUpToDate(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatal("builtin/definitions.json.gz is stale: run go generate ./internal/openapi")
+	}
+}
+
+// CustomResourceDefinitions are described from apiextensions' own types.
+func TestExplainCustomResourceDefinition(t *testing.T) {
+	sch := runtime.NewScheme()
+	if err := scheme.AddToScheme(sch); err != nil {
+		t.Fatal(err)
+	}
+	if err := apiextensionsv1.AddToScheme(sch); err != nil {
+		t.Fatal(err)
+	}
+	lists := append(builtinLists(), &metav1.APIResourceList{GroupVersion: "apiextensions.k8s.io/v1", APIResources: []metav1.APIResource{
+		{Name: "customresourcedefinitions", Kind: "CustomResourceDefinition", Verbs: mainVerbs},
+		{Name: "customresourcedefinitions/status", Kind: "CustomResourceDefinition", Verbs: metav1.Verbs{"get", "patch", "update"}},
+	}})
+	f := newFixtureWith(t, sch, lists)
+	out := explain(t, f, schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}, "spec", "versions", "schema")
+	if !strings.Contains(out, "openAPIV3Schema\t<JSONSchemaProps>") {
+		t.Fatalf("explain crd.spec.versions.schema:\n%s", out)
 	}
 }
