@@ -506,3 +506,16 @@ func TestExplainCustomResourceDefinition(t *testing.T) {
 		t.Fatalf("explain crd.spec.versions.schema:\n%s", out)
 	}
 }
+
+// Every server of a cluster builds the same bytes, so a hash from one
+// server's index names the same document on another.
+func TestDocumentsAreDeterministic(t *testing.T) {
+	a, b := newFixture(t), newFixture(t)
+	for _, path := range []string{"/openapi/v2", "/openapi/v3", "/openapi/v3/api/v1", "/openapi/v3/apis/apps/v1"} {
+		ra, rb := a.get(t, path), b.get(t, path)
+		da, db := body(t, ra), body(t, rb)
+		if !bytes.Equal(da, db) || ra.Header.Get("Etag") != rb.Header.Get("Etag") {
+			t.Errorf("%s differs between two builds", path)
+		}
+	}
+}
