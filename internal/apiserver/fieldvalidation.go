@@ -3,6 +3,8 @@ package apiserver
 import (
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -12,6 +14,7 @@ import (
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
 )
 
 // fieldValidation is how a write treats unknown and duplicate fields in its
@@ -22,6 +25,10 @@ type fieldValidation struct {
 	directive string
 	verb      string
 	w         http.ResponseWriter
+
+	// yamlProblems are the duplicate fields of a YAML body, found before
+	// its conversion to JSON dropped them.
+	yamlProblems []error
 
 	mu sync.Mutex
 	// warned dedupes warnings: an update may decode its body more than
@@ -73,6 +80,7 @@ func (v *fieldValidation) decodeJSON(data []byte, into runtime.Object, kind stri
 	if err != nil {
 		return badRequest("the body of the request could not be decoded as %s: %v", kind, err)
 	}
+	strict = append(slices.Clone(v.yamlProblems), strict...)
 	if len(strict) == 0 {
 		return nil
 	}
@@ -93,6 +101,17 @@ func (v *fieldValidation) decodeJSON(data []byte, into runtime.Object, kind stri
 	return nil
 }
 
+// checkYAML notes the duplicate fields of a YAML body, which its conversion
+// to JSON drops; decodeJSON reports them with the other problems.
+func (v *fieldValidation) checkYAML(data []byte) {
+	if v == nil || v.directive == metav1.FieldValidationIgnore {
+		return
+	}
+	if _, err := yaml.YAMLToJSONStrict(data); err != nil {
+		v.yamlProblems = []error{err}
+	}
+}
+
 // warn adds a Warning header per problem, once each, as kubectl prints them
 // ("Warning: unknown field \"spec.replicaz\"").
 func (v *fieldValidation) warn(problems []error) {
@@ -102,7 +121,8 @@ func (v *fieldValidation) warn(problems []error) {
 		v.warned = map[string]bool{}
 	}
 	for _, p := range problems {
-		msg := p.Error()
+		// One line: a header cannot carry the newlines of YAML's errors.
+		msg := strings.Join(strings.Fields(p.Error()), " ")
 		if v.warned[msg] {
 			continue
 		}

@@ -77,6 +77,17 @@ func TestFieldValidation(t *testing.T) {
 	if w := warnings(res); len(w) != 1 || w[0] != `duplicate field "metadata.name"` {
 		t.Fatalf("duplicate warnings %q", w)
 	}
+	// So are those of a YAML body.
+	yamlBody := "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: dupyaml\n  name: dupyaml\nspec:\n  selector:\n    matchLabels: {app: d}\n" +
+		"  template:\n    metadata:\n      labels: {app: d}\n    spec:\n      containers: [{name: c, image: i}]\n"
+	res = rc.Post().Namespace("default").Resource("deployments").SetHeader("Content-Type", "application/yaml").Param("fieldValidation", "Strict").Body([]byte(yamlBody)).Do(ctx)
+	if err := res.Error(); !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), `strict decoding error: `) || !strings.Contains(err.Error(), `"name" already set in map`) {
+		t.Fatalf("yaml duplicate, strict: %v", err)
+	}
+	res = rc.Post().Namespace("default").Resource("deployments").SetHeader("Content-Type", "application/yaml").Body([]byte(yamlBody)).Do(ctx)
+	if w := warnings(res); res.Error() != nil || len(w) != 1 || !strings.Contains(w[0], `"name" already set in map`) {
+		t.Fatalf("yaml duplicate, warn: %v %q", res.Error(), w)
+	}
 	// An unknown directive is refused.
 	res = create("bad", "Loud", typo("bad"))
 	if err := res.Error(); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), `Unsupported value: "Loud"`) {

@@ -155,6 +155,7 @@ func (q *request) readBody() (body, error) {
 		if err != nil {
 			return body{}, badRequest("the body is not valid YAML: %v", err)
 		}
+		fields.checkYAML(data)
 		return body{data: j, fields: fields}, nil
 	case protobufMediaType:
 		return body{data: data, protobuf: true}, nil
