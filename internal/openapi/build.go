@@ -4,6 +4,7 @@ import (
 	"crypto/sha512"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -130,9 +131,12 @@ func (k *kinds) definitionName(name string) (string, spec.Extensions) {
 
 // definitions returns the built-in definitions plus the custom ones, for
 // OpenAPI v2 (refs to #/definitions/) or v3 (#/components/schemas/). v2
-// strips what OpenAPI v2 cannot say from custom schemas.
-func (k *kinds) definitions(v2 bool) (map[string]common.OpenAPIDefinition, error) {
-	defs, err := builtinDefinitions(v2)
+// strips what OpenAPI v2 cannot say from custom schemas. Only the built-in
+// definitions roots need are decoded.
+func (k *kinds) definitions(v2 bool, roots []string) (map[string]common.OpenAPIDefinition, error) {
+	// Custom kinds refer to these.
+	roots = append(slices.Clone(roots), objectMetaModel, listMetaModel)
+	defs, err := builtinDefinitions(v2, roots)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +280,7 @@ func build(in buildInput) (*documents, error) {
 			}
 		}
 	}
-	defs2, err := k.definitions(true)
+	defs2, err := k.definitions(true, roots)
 	if err != nil {
 		return nil, err
 	}
@@ -301,7 +305,7 @@ func build(in buildInput) (*documents, error) {
 	}
 
 	// OpenAPI v3: one document per group-version, sharing definitions.
-	defs3, err := k.definitions(false)
+	defs3, err := k.definitions(false, roots)
 	if err != nil {
 		return nil, err
 	}

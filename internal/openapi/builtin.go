@@ -106,8 +106,9 @@ func builtinNames() (map[string]bool, error) {
 }
 
 // builtinDefinitions decodes the built-in definitions for OpenAPI v2 or
-// v3 (refs to #/components/schemas/); each call returns fresh values.
-func builtinDefinitions(v2 bool) (map[string]common.OpenAPIDefinition, error) {
+// v3 (refs to #/components/schemas/): those named by roots and those they
+// depend on, or all when roots is nil. Each call returns fresh values.
+func builtinDefinitions(v2 bool, roots []string) (map[string]common.OpenAPIDefinition, error) {
 	data, err := builtinJSON()
 	if err != nil {
 		return nil, err
@@ -115,17 +116,33 @@ func builtinDefinitions(v2 bool) (map[string]common.OpenAPIDefinition, error) {
 	if !v2 {
 		data = bytes.ReplaceAll(data, []byte(`"$ref":"#/definitions/`), []byte(`"$ref":"#/components/schemas/`))
 	}
-	var defs map[string]BuiltinDefinition
-	if err := json.Unmarshal(data, &defs); err != nil {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, fmt.Errorf("openapi: the built-in definitions: %w", err)
 	}
-	out := make(map[string]common.OpenAPIDefinition, len(defs))
-	for name, d := range defs {
+	if roots == nil {
+		for name := range raw {
+			roots = append(roots, name)
+		}
+	}
+	out := map[string]common.OpenAPIDefinition{}
+	for len(roots) > 0 {
+		name := roots[len(roots)-1]
+		roots = roots[:len(roots)-1]
+		msg, ok := raw[name]
+		if _, done := out[name]; done || !ok {
+			continue
+		}
+		var d BuiltinDefinition
+		if err := json.Unmarshal(msg, &d); err != nil {
+			return nil, fmt.Errorf("openapi: the built-in definition %s: %w", name, err)
+		}
 		s := d.Schema
 		if v2 && d.V2 != nil {
 			s = *d.V2
 		}
 		out[name] = common.OpenAPIDefinition{Schema: s, Dependencies: d.Dependencies}
+		roots = append(roots, d.Dependencies...)
 	}
 	return out, nil
 }

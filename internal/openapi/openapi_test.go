@@ -448,7 +448,7 @@ func TestNegotiate(t *testing.T) {
 // The generated set is closed: every definition a generated one refers to
 // is generated too (a missing package in generate.go breaks the documents).
 func TestGeneratedDefinitionsAreClosed(t *testing.T) {
-	defs, err := builtinDefinitions(true)
+	defs, err := builtinDefinitions(true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
