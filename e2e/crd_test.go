@@ -81,6 +81,14 @@ func TestKubectlCustomResources(t *testing.T) {
 	if column(header, row, "COLOR") != "red" || column(header, row, "REPLICAS") != "1" || column(header, row, "AGE") == "" {
 		t.Errorf("kubectl get widgets: want COLOR red, REPLICAS 1 (the default) and AGE in\n%s", out)
 	}
+	if !waitFor(20*time.Second, func() bool {
+		out, _, err := c.kubectlQuiet(10*time.Second, "explain", "widgets.spec")
+		return err == nil && strings.Contains(out, "color") && strings.Contains(out, "replicas")
+	}) {
+		out, errOut, _ := c.kubectl("explain", "widgets.spec")
+		t.Errorf("kubectl explain widgets.spec: want the schema's fields in
+%s%s", out, errOut)
+	}
 	if out := c.mustKubectl(t, "get", "wd", "a", "-o", "jsonpath={.spec.color}"); out != "red" {
 		t.Errorf("kubectl get wd a: %q", out)
 	}

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/kube-openapi/pkg/validation/spec"
 
 	"skiff/internal/registry"
 	"skiff/internal/storage"
@@ -179,6 +181,13 @@ func (c *crdServer) serve(crd *apiextensionsv1.CustomResourceDefinition) {
 			continue
 		}
 		entry.gvrs = append(entry.gvrs, res.GVR())
+		if v.Schema != nil && v.Schema.OpenAPIV3Schema != nil {
+			if sch, err := openAPISchema(v.Schema.OpenAPIV3Schema); err == nil {
+				c.s.openapi.AddSchema(res.GVK(), sch)
+			} else {
+				c.s.log.Warn("custom resource schema left out of OpenAPI", "crd", crd.Name, "version", v.Name, "err", err)
+			}
+		}
 	}
 	c.served[crd.Name] = entry
 }
@@ -187,6 +196,7 @@ func (c *crdServer) remove(name string) {
 	for _, gvr := range c.served[name].gvrs {
 		if res, ok := c.s.reg.Lookup(gvr.Group, gvr.Version, gvr.Resource); ok {
 			c.s.fields.forget(res)
+			c.s.openapi.RemoveSchema(res.GVK())
 		}
 		c.s.reg.Remove(gvr)
 	}
@@ -248,6 +258,20 @@ func (c *crdServer) cleanup(ctx context.Context, crd *apiextensionsv1.CustomReso
 		}
 	}
 	return nil
+}
+
+// openAPISchema turns a CRD version's schema into kube-openapi's form for
+// the OpenAPI documents (kubectl explain).
+func openAPISchema(p *apiextensionsv1.JSONSchemaProps) (*spec.Schema, error) {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	out := &spec.Schema{}
+	if err := json.Unmarshal(data, out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // storageVersioned is a kind stored in one version and served in several

@@ -6,8 +6,6 @@ import (
 	"runtime"
 	"strings"
 
-	openapi_v2 "github.com/google/gnostic-models/openapiv2"
-	"google.golang.org/protobuf/proto"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/version"
@@ -147,31 +145,4 @@ func (s *Server) serveVersion(w http.ResponseWriter, r *http.Request) {
 		Compiler:   runtime.Compiler,
 		Platform:   runtime.GOOS + "/" + runtime.GOARCH,
 	})
-}
-
-// serveOpenAPIV2 answers a minimal OpenAPI v2 document as protobuf. kubectl
-// validates against it client-side and skips kinds it does not describe; it
-// builds strategic merge patches from its own compiled-in types.
-func (s *Server) serveOpenAPIV2(w http.ResponseWriter, r *http.Request) {
-	doc := &openapi_v2.Document{
-		Swagger:     "2.0",
-		Info:        &openapi_v2.Info{Title: "skiff", Version: KubernetesVersion},
-		Paths:       &openapi_v2.Paths{},
-		Definitions: &openapi_v2.Definitions{},
-	}
-	if strings.Contains(r.Header.Get("Accept"), "json") && !strings.Contains(r.Header.Get("Accept"), "protobuf") {
-		writeJSON(w, http.StatusOK, map[string]interface{}{
-			"swagger": "2.0", "info": map[string]string{"title": "skiff", "version": KubernetesVersion},
-			"paths": map[string]interface{}{}, "definitions": map[string]interface{}{},
-		})
-		return
-	}
-	data, err := proto.Marshal(doc)
-	if err != nil {
-		writeError(w, s.log, err)
-		return
-	}
-	w.Header().Set("Content-Type", "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(data)
 }

@@ -114,7 +114,7 @@ func (q *request) applyPatch(patch patchFunc, cur runtime.Object) (runtime.Objec
 		return nil, err
 	}
 	obj := q.res.New()
-	if err := q.s.decodeInto(body{data: patched}, obj, q.res.GVK()); err != nil {
+	if err := q.s.decodeInto(body{data: patched, fields: q.fields}, obj, q.res.GVK()); err != nil {
 		return nil, err
 	}
 	return obj, nil

@@ -33,6 +33,8 @@ type request struct {
 	query url.Values
 	ri    requestInfo
 	res   *registry.Resource
+	// fields is the write's field validation, set by readBody.
+	fields *fieldValidation
 }
 
 func (q *request) fail(err error) { writeError(q.w, q.s.log, err) }
@@ -121,6 +123,7 @@ const protobufMediaType = "application/vnd.kubernetes.protobuf"
 type body struct {
 	data     []byte
 	protobuf bool
+	fields   *fieldValidation
 }
 
 // readBody reads the request body, refusing media types skiff cannot decode.
@@ -128,6 +131,11 @@ func (q *request) readBody() (body, error) {
 	if q.r.Body == nil {
 		return body{}, badRequest("the request has no body")
 	}
+	fields, err := q.parseFieldValidation()
+	if err != nil {
+		return body{}, err
+	}
+	q.fields = fields
 	data, err := io.ReadAll(q.r.Body)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
@@ -139,19 +147,20 @@ func (q *request) readBody() (body, error) {
 	ct, _, _ := mime.ParseMediaType(q.r.Header.Get("Content-Type"))
 	switch ct {
 	case "", "application/json", "*/*":
-		return body{data: data}, nil
+		return body{data: data, fields: fields}, nil
 	case "application/yaml", "application/x-yaml", "text/yaml":
 		j, err := yaml.YAMLToJSON(data)
 		if err != nil {
 			return body{}, badRequest("the body is not valid YAML: %v", err)
 		}
-		return body{data: j}, nil
+		fields.checkYAML(data)
+		return body{data: j, fields: fields}, nil
 	case protobufMediaType:
 		return body{data: data, protobuf: true}, nil
 	}
 	if q.ri.verb == "patch" {
 		// The patcher checks the patch type.
-		return body{data: data}, nil
+		return body{data: data, fields: fields}, nil
 	}
 	return body{}, unsupportedMediaType(ct)
 }
@@ -178,8 +187,8 @@ func (s *Server) decodeInto(b body, into runtime.Object, gvk schema.GroupVersion
 		if got != nil && (got.Kind != "" && got.Kind != gvk.Kind || got.Version != "" && got.GroupVersion() != gvk.GroupVersion()) {
 			return badRequest("the body of the request was a %s, but %s was expected", got.String(), gvk.String())
 		}
-	} else if err := strictUnmarshal(b.data, into); err != nil {
-		return badRequest("the body of the request could not be decoded as %s: %v", gvk.Kind, err)
+	} else if err := b.fields.decodeJSON(b.data, into, gvk.Kind); err != nil {
+		return err
 	}
 	got := into.GetObjectKind().GroupVersionKind()
 	if got.Kind != "" && got.Kind != gvk.Kind || got.Version != "" && got.GroupVersion() != gvk.GroupVersion() {

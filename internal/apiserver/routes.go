@@ -42,7 +42,9 @@ func (s *Server) routes() http.Handler {
 	}
 	mux.HandleFunc("/version", s.serveVersion)
 	mux.HandleFunc("/version/", s.serveVersion)
-	mux.HandleFunc("/openapi/v2", s.serveOpenAPIV2)
+	mux.HandleFunc("/openapi/v2", s.openapi.ServeV2)
+	mux.HandleFunc("/openapi/v3", s.openapi.ServeV3)
+	mux.HandleFunc("/openapi/v3/", s.openapi.ServeV3)
 	mux.HandleFunc("/api", s.serveAPIVersions)
 	mux.HandleFunc("/api/", s.serveResource)
 	mux.HandleFunc("/apis", s.serveAPIGroupList)

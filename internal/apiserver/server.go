@@ -21,6 +21,7 @@ import (
 
 	"skiff/internal/admission"
 	"skiff/internal/config"
+	"skiff/internal/openapi"
 	"skiff/internal/pki"
 	"skiff/internal/registry"
 	"skiff/internal/storage"
@@ -98,6 +99,7 @@ type Server struct {
 	ready     chan struct{}
 	// kubelets carries proxied requests to kubelets.
 	kubelets *http.Transport
+	openapi  *openapi.Service
 }
 
 // maxBodyBytes is the largest request body accepted, as Kubernetes' 3 MiB.
@@ -131,6 +133,10 @@ func New(cfg Config) (*Server, error) {
 	s.fields = newFieldManagers(cfg.Registry.Scheme())
 	s.protobuf = protobuf.NewSerializer(cfg.Registry.Scheme(), cfg.Registry.Scheme())
 	s.kubelets = s.kubeletTransport()
+	var err error
+	if s.openapi, err = s.newOpenAPI(); err != nil {
+		return nil, err
+	}
 	s.handler = s.routes()
 	return s, nil
 }

@@ -74,7 +74,7 @@ func (q *request) scale() {
 			orig, _ := encodeObject(curScale)
 			patched, err := patch(orig, &autoscalingv1.Scale{})
 			if err == nil {
-				err = q.s.decodeInto(body{data: patched}, want, scaleGVK)
+				err = q.s.decodeInto(body{data: patched, fields: q.fields}, want, scaleGVK)
 			}
 			if err != nil {
 				q.fail(err)
