@@ -86,8 +86,7 @@ func TestKubectlCustomResources(t *testing.T) {
 		return err == nil && strings.Contains(out, "color") && strings.Contains(out, "replicas")
 	}) {
 		out, errOut, _ := c.kubectl("explain", "widgets.spec")
-		t.Errorf("kubectl explain widgets.spec: want the schema's fields in
-%s%s", out, errOut)
+		t.Errorf("kubectl explain widgets.spec: want the schema's fields in\n%s%s", out, errOut)
 	}
 	if out := c.mustKubectl(t, "get", "wd", "a", "-o", "jsonpath={.spec.color}"); out != "red" {
 		t.Errorf("kubectl get wd a: %q", out)
