@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -37,6 +38,8 @@ type Store struct {
 	scheme *runtime.Scheme
 	events *decodeCache
 	leases *leases
+	// watchIDs numbers etcd watches so each gets its own stream.
+	watchIDs atomic.Uint64
 }
 
 // decodedEvents is how many decoded watch objects the store keeps for

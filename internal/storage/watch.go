@@ -3,9 +3,11 @@ package storage
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 )
@@ -37,7 +39,7 @@ const slowWatcherGrace = 2 * time.Second
 func (s *Store) Watch(ctx context.Context, prefix string, rev int64) <-chan Event {
 	out := make(chan Event, WatchBuffer)
 	ctx, cancel := context.WithCancel(ctx)
-	wch := s.client.Watch(clientv3.WithRequireLeader(ctx), prefix,
+	wch := s.client.Watch(s.ownStream(clientv3.WithRequireLeader(ctx)), prefix,
 		clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
 	go func() {
 		defer close(out)
@@ -87,6 +89,25 @@ func (s *Store) Watch(ctx context.Context, prefix string, rev int64) <-chan Even
 	}()
 	return out
 }
+
+// ownStream gives the watch started with ctx a gRPC stream of its own.
+//
+// The client puts watches whose contexts carry the same metadata on one
+// shared stream, and cancels one of them by sending a cancel request on that
+// stream. Over etcd's in-process client the stream is a pair of unbuffered
+// channels, and the client's single loop that sends cancel requests is also
+// the one that receives the server's answers: when many watches are
+// cancelled at once (a storm of clients going away), the loop blocks sending
+// a cancel while the server blocks sending it the answers to the previous
+// cancels, and every watch on the stream, with every API watch served from
+// it, stops for good. A watch alone on its stream never sends a cancel:
+// closing it closes the stream.
+func (s *Store) ownStream(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, watchStreamKey, strconv.FormatUint(s.watchIDs.Add(1), 10))
+}
+
+// watchStreamKey is the gRPC metadata key that keeps watches apart.
+const watchStreamKey = "skiff-watch-stream"
 
 func sendErr(out chan Event, err error) {
 	select {
