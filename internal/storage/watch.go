@@ -24,6 +24,8 @@ type Event struct {
 	Revision   int64
 	// Err is set on the last event of a failed watch (ErrCompacted, ...).
 	Err error
+	// key is the object's etcd key, for the watch cache's prefix filter.
+	key string
 }
 
 // WatchBuffer bounds the events queued for one watcher. A watcher that falls
@@ -37,6 +39,9 @@ const slowWatcherGrace = 2 * time.Second
 // closes when ctx is done, when the watcher falls too far behind, or after an
 // event carrying Err (for a compacted revision, ErrCompacted).
 func (s *Store) Watch(ctx context.Context, prefix string, rev int64) <-chan Event {
+	if ch, err := s.watchCached(ctx, prefix, rev); err == nil {
+		return ch
+	}
 	out := make(chan Event, WatchBuffer)
 	ctx, cancel := context.WithCancel(ctx)
 	wch := s.client.Watch(s.ownStream(clientv3.WithRequireLeader(ctx)), prefix,
@@ -117,8 +122,8 @@ func sendErr(out chan Event, err error) {
 }
 
 func (s *Store) event(ev *clientv3.Event) (Event, error) {
-	e := Event{Revision: ev.Kv.ModRevision}
 	key := string(ev.Kv.Key)
+	e := Event{Revision: ev.Kv.ModRevision, key: key}
 	decode := func(value []byte, rev, valueRev int64) (runtime.Object, error) {
 		return s.events.get(decodeKey{key: key, rev: rev, value: valueRev}, func() (runtime.Object, error) {
 			return s.Decode(value, rev)

@@ -1,0 +1,154 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+)
+
+// StartWatchCache serves lists and watches of the objects under each of
+// prefixes (one resource each, such as "/registry/pods/") from memory until
+// ctx is done: one etcd watch per prefix keeps a cache of the objects and
+// of their recent changes (see cacher). Until a prefix's cache has listed,
+// and for reads at an exact older revision, the store reads etcd as before.
+// The returned channel is closed when every cache has stopped.
+func (s *Store) StartWatchCache(ctx context.Context, prefixes []string) <-chan struct{} {
+	caches := make(map[string]*cacher, len(prefixes))
+	for _, p := range prefixes {
+		if _, ok := caches[p]; !ok {
+			caches[p] = newCacher(s, p, s.cacheEvents)
+		}
+	}
+	s.cacheMu.Lock()
+	s.caches = caches
+	s.cacheMu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range caches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.run(ctx)
+		}()
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		wg.Wait()
+		s.cacheMu.Lock()
+		s.caches = nil
+		s.cacheMu.Unlock()
+	}()
+	return done
+}
+
+// WaitWatchCache waits until every cache started by StartWatchCache has
+// listed once, or ctx is done.
+func (s *Store) WaitWatchCache(ctx context.Context) error {
+	for {
+		s.cacheMu.RLock()
+		caches := s.caches
+		s.cacheMu.RUnlock()
+		var waitOn chan struct{}
+		for _, c := range caches {
+			c.mu.RLock()
+			if !c.ready {
+				waitOn = c.changed
+			}
+			c.mu.RUnlock()
+			if waitOn != nil {
+				break
+			}
+		}
+		if waitOn == nil {
+			return nil
+		}
+		select {
+		case <-waitOn:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the watch cache: %w", ctx.Err())
+		}
+	}
+}
+
+// cacheFor returns the cache holding the objects under prefix, or nil.
+func (s *Store) cacheFor(prefix string) *cacher {
+	s.cacheMu.RLock()
+	defer s.cacheMu.RUnlock()
+	var best *cacher
+	for p, c := range s.caches {
+		if strings.HasPrefix(prefix, p) && (best == nil || len(p) > len(best.prefix)) {
+			best = c
+		}
+	}
+	return best
+}
+
+// cachedEntries answers a consistent list from the cache: it waits until
+// the cache has caught up with etcd's current revision, as a read from
+// etcd would see it. errCacheNotReady means "read etcd instead".
+func (s *Store) cachedEntries(ctx context.Context, prefix, start string, limit int) ([]*entry, int64, error) {
+	c := s.cacheFor(prefix)
+	if c == nil {
+		return nil, 0, errCacheNotReady
+	}
+	cur, err := s.CurrentRevision(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	if err := c.waitFresh(ctx, cur); err != nil {
+		return nil, 0, err
+	}
+	return c.list(prefix, start, limit)
+}
+
+func (s *Store) listCached(ctx context.Context, prefix string) ([]runtime.Object, int64, error) {
+	entries, rev, err := s.cachedEntries(ctx, prefix, "", 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]runtime.Object, len(entries))
+	for i, e := range entries {
+		if out[i], err = e.object(s); err != nil {
+			return nil, 0, fmt.Errorf("list %s: %w", prefix, err)
+		}
+	}
+	return out, rev, nil
+}
+
+func (s *Store) listRawCached(ctx context.Context, prefix string) ([]RawObject, int64, error) {
+	entries, rev, err := s.cachedEntries(ctx, prefix, "", 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	return rawObjects(entries), rev, nil
+}
+
+func rawObjects(entries []*entry) []RawObject {
+	out := make([]RawObject, len(entries))
+	for i, e := range entries {
+		out[i] = RawObject{Data: e.data, Revision: e.rev, Key: e.key}
+	}
+	return out
+}
+
+// watchCached serves a watch from the cache; errCacheNotReady means "watch
+// etcd instead".
+func (s *Store) watchCached(ctx context.Context, prefix string, rev int64) (<-chan Event, error) {
+	c := s.cacheFor(prefix)
+	if c == nil {
+		return nil, errCacheNotReady
+	}
+	ch, err := c.watch(ctx, prefix, rev)
+	if errors.Is(err, ErrCompacted) {
+		out := make(chan Event, 1)
+		out <- Event{Type: watch.Error, Err: err}
+		close(out)
+		return out, nil
+	}
+	return ch, err
+}
