@@ -291,4 +291,3 @@ func TestWatchCacheDropsSlowWatcher(t *testing.T) {
 		t.Fatalf("the slow watcher was not dropped: it saw all %d changes", n)
 	}
 }
-
