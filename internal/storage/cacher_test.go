@@ -291,3 +291,44 @@ func TestWatchCacheDropsSlowWatcher(t *testing.T) {
 		t.Fatalf("the slow watcher was not dropped: it saw all %d changes", n)
 	}
 }
+
+// TestListPage: pages come from the cache first, then from etcd at the
+// first page's revision; a compacted revision is ErrCompacted.
+func TestListPage(t *testing.T) {
+	s := testStore(t, 1024)
+	ctx := context.Background()
+	for i := 0; i < 10; i++ {
+		name := "cm" + strconv.Itoa(i)
+		if _, err := s.Create(ctx, cmPrefix+"a/"+name, configMap("a", name, "x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := s.ListPage(ctx, cmPrefix, "", 0, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first.Items) != 4 || first.Remaining != 6 {
+		t.Fatalf("first page: %d items, %d remaining", len(first.Items), first.Remaining)
+	}
+	// A change after the first page is not in the second.
+	if _, err := s.Delete(ctx, cmPrefix+"a/cm5", 0); err != nil {
+		t.Fatal(err)
+	}
+	second, err := s.ListPage(ctx, cmPrefix, first.Items[3].Key+"\x00", first.Revision, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(second.Items) != 4 || second.Remaining != 2 || second.Items[0].Key != cmPrefix+"a/cm4" || second.Items[1].Key != cmPrefix+"a/cm5" {
+		t.Fatalf("second page: %d items from %s, %d remaining", len(second.Items), second.Items[0].Key, second.Remaining)
+	}
+	cur, err := s.CurrentRevision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.client.Compact(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ListPage(ctx, cmPrefix, first.Items[3].Key+"\x00", first.Revision, 4); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("page at a compacted revision: %v, want ErrCompacted", err)
+	}
+}

@@ -1,0 +1,147 @@
+package apiserver_test
+
+import (
+	"fmt"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"skiff/internal/server/servertest"
+)
+
+// TestListPagination: limit and continue cut a list into pages read at
+// one revision, so objects created between pages show up in none, and no
+// object is returned twice or missed.
+func TestListPagination(t *testing.T) {
+	s := servertest.Start(t, "", servertest.NoControlPlane)
+	c := s.Client(t)
+	ctx := ctxT(t)
+	cms := c.CoreV1().ConfigMaps("default")
+	want := map[string]bool{}
+	for i := 0; i < 25; i++ {
+		cm := configMap(fmt.Sprintf("cm-%02d", i), nil)
+		if i%2 == 0 {
+			cm.Labels["even"] = "yes"
+		}
+		if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		want[cm.Name] = true
+	}
+	// kube-root-ca.crt and the like: whatever the namespace already held.
+	all, err := cms.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cm := range all.Items {
+		want[cm.Name] = true
+	}
+
+	seen := map[string]bool{}
+	opts := metav1.ListOptions{Limit: 10}
+	var rv string
+	pages := 0
+	for {
+		page, err := cms.List(ctx, opts)
+		if err != nil {
+			t.Fatalf("page %d: %v", pages+1, err)
+		}
+		pages++
+		if rv == "" {
+			rv = page.ResourceVersion
+		} else if page.ResourceVersion != rv {
+			t.Fatalf("page %d read at %s, the first at %s", pages, page.ResourceVersion, rv)
+		}
+		for _, cm := range page.Items {
+			if seen[cm.Name] {
+				t.Fatalf("%s returned twice", cm.Name)
+			}
+			seen[cm.Name] = true
+		}
+		left := len(want) - len(seen)
+		if page.Continue == "" {
+			if left != 0 {
+				t.Fatalf("no continue token with %d objects left", left)
+			}
+			break
+		}
+		if len(page.Items) != 10 {
+			t.Fatalf("page %d has %d items, want 10", pages, len(page.Items))
+		}
+		if page.RemainingItemCount == nil || *page.RemainingItemCount != int64(left) {
+			t.Fatalf("page %d: remainingItemCount %v, want %d", pages, page.RemainingItemCount, left)
+		}
+		// Created between pages: in no page, as the pages are one list.
+		if _, err := cms.Create(ctx, configMap(fmt.Sprintf("late-%d", pages), nil), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		opts.Continue = page.Continue
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("paged list returned %d objects, want %d", len(seen), len(want))
+	}
+	if wantPages := (len(want) + 9) / 10; pages != wantPages {
+		t.Fatalf("%d pages, want %d", pages, wantPages)
+	}
+
+	// With a selector, pages are full of matches; no remainingItemCount.
+	page, err := cms.List(ctx, metav1.ListOptions{Limit: 4, LabelSelector: "even=yes"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Items) != 4 || page.Continue == "" || page.RemainingItemCount != nil {
+		t.Fatalf("selected page: %d items, continue %q, remaining %v", len(page.Items), page.Continue, page.RemainingItemCount)
+	}
+	n := len(page.Items)
+	for page.Continue != "" {
+		if page, err = cms.List(ctx, metav1.ListOptions{Limit: 4, LabelSelector: "even=yes", Continue: page.Continue}); err != nil {
+			t.Fatal(err)
+		}
+		n += len(page.Items)
+		for _, cm := range page.Items {
+			if cm.Labels["even"] != "yes" {
+				t.Fatalf("%s does not match the selector", cm.Name)
+			}
+		}
+	}
+	if n != 13 {
+		t.Fatalf("selected pages hold %d objects, want 13", n)
+	}
+
+	// A bad token, and a token with a resourceVersion, are refused.
+	if _, err := cms.List(ctx, metav1.ListOptions{Continue: "not-a-token"}); !apierrors.IsBadRequest(err) {
+		t.Fatalf("bad continue token: %v, want BadRequest", err)
+	}
+	first, err := cms.List(ctx, metav1.ListOptions{Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cms.List(ctx, metav1.ListOptions{Continue: first.Continue, ResourceVersion: "1"}); !apierrors.IsBadRequest(err) {
+		t.Fatalf("continue with a resourceVersion: %v, want BadRequest", err)
+	}
+
+	// A namespace's pages stay in the namespace.
+	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "other"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CoreV1().ConfigMaps("other").Create(ctx, configMap("x", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for opts := (metav1.ListOptions{Limit: 7}); ; {
+		page, err := cms.List(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cm := range page.Items {
+			if cm.Namespace != "default" {
+				t.Fatalf("a page of default holds %s/%s", cm.Namespace, cm.Name)
+			}
+		}
+		if page.Continue == "" {
+			break
+		}
+		opts.Continue = page.Continue
+	}
+}
