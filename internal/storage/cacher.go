@@ -272,7 +272,7 @@ func (c *cacher) waitFresh(ctx context.Context, rev int64) error {
 			// Nothing may change under this prefix for a long time: ask
 			// etcd to tell the watch its current revision.
 			asked = true
-			_ = c.store.client.RequestProgress(streamCtx)
+			_ = c.store.client.RequestProgress(withStream(ctx, streamCtx))
 		}
 		select {
 		case <-changed:

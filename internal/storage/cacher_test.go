@@ -332,3 +332,51 @@ func TestListPage(t *testing.T) {
 		t.Fatalf("page at a compacted revision: %v, want ErrCompacted", err)
 	}
 }
+
+// TestWatchCacheCatchesUpWhenIdle: a consistent read of a resource nobody
+// writes is served from the cache: the cache asks etcd for its revision
+// instead of waiting for a change of its own.
+func TestWatchCacheCatchesUpWhenIdle(t *testing.T) {
+	s := testStore(t, 16)
+	ctx := context.Background()
+	if _, err := s.client.Put(ctx, "/registry/other/x", "y"); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := s.CurrentRevision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cacheFor(cmPrefix).waitFresh(ctx, cur); err != nil {
+		t.Fatalf("idle cache did not catch up with etcd: %v", err)
+	}
+}
+
+// TestWatchCacheHealth: healthy once started; a canary without a recent
+// success, or a resource watch silent for long, is reported.
+func TestWatchCacheHealth(t *testing.T) {
+	s := testStore(t, 16)
+	if err := s.WatchCacheHealth(); err != nil {
+		t.Fatalf("fresh cache: %v", err)
+	}
+	s.cacheMu.RLock()
+	can, c := s.canary, s.caches[cmPrefix]
+	s.cacheMu.RUnlock()
+	later := time.Now().Add(time.Hour)
+	if err := can.health(later); err == nil {
+		t.Error("a canary without success for an hour is healthy")
+	}
+	if err := c.health(later); err == nil {
+		t.Error("a watch silent for an hour is healthy")
+	}
+	// The canary's own round trip works.
+	if err := can.round(context.Background()); err != nil {
+		t.Fatalf("canary round: %v", err)
+	}
+}
+
+// TestNoWatchCacheHealth: a store without a cache is healthy.
+func TestNoWatchCacheHealth(t *testing.T) {
+	if err := (&Store{}).WatchCacheHealth(); err != nil {
+		t.Fatal(err)
+	}
+}

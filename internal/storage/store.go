@@ -44,6 +44,7 @@ type Store struct {
 	// caches serve lists and watches while RunWatchCache runs.
 	cacheMu     sync.RWMutex
 	caches      map[string]*cacher
+	canary      *canary
 	cacheEvents int
 }
 

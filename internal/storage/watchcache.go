@@ -24,8 +24,9 @@ func (s *Store) StartWatchCache(ctx context.Context, prefixes []string) <-chan s
 			caches[p] = newCacher(s, p, s.cacheEvents)
 		}
 	}
+	can := newCanary(s)
 	s.cacheMu.Lock()
-	s.caches = caches
+	s.caches, s.canary = caches, can
 	s.cacheMu.Unlock()
 	var wg sync.WaitGroup
 	for _, c := range caches {
@@ -35,12 +36,21 @@ func (s *Store) StartWatchCache(ctx context.Context, prefixes []string) <-chan s
 			c.run(ctx)
 		}()
 	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		can.cache.run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		can.run(ctx, caches)
+	}()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		wg.Wait()
 		s.cacheMu.Lock()
-		s.caches = nil
+		s.caches, s.canary = nil, nil
 		s.cacheMu.Unlock()
 	}()
 	return done
