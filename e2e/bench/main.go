@@ -8,7 +8,8 @@
 //     latency), while the watches measure delivery latency: from the start
 //     of a pod's create call to its ADDED event, on every watch,
 //  3. GETs every pod,
-//  4. lists all pods -lists times, whole and in pages of -page,
+//  4. lists all pods -lists times: whole, whole without decoding, and in
+//     pages of -page,
 //
 // and reports the server's RSS (fresh, after the load, after -idle of
 // idling) and the binary's size. Timings never fail it: it exits non-zero
@@ -301,7 +302,24 @@ func load(ctx context.Context, c kubernetes.Interface, o options) ([]result, err
 		list.note = fmt.Sprintf("%d items per list", items)
 	}
 
-	// (e) the same lists in pages of o.page.
+	// (e) the same lists, read but not decoded: the server's share.
+	raw := result{name: "list all pods, undecoded"}
+	rawStart := time.Now()
+	for i := 0; i < o.lists && ctx.Err() == nil; i++ {
+		t0 := time.Now()
+		body, err := c.CoreV1().RESTClient().Get().AbsPath("/api/v1/pods").DoRaw(ctx)
+		d := time.Since(t0)
+		if err != nil {
+			raw.errors++
+			raw.note = fmt.Sprintf("first error: %v", err)
+			continue
+		}
+		raw.latencies = append(raw.latencies, d)
+		raw.note = fmt.Sprintf("%s per list, read without decoding", mib(int64(len(body))))
+	}
+	raw.wall = time.Since(rawStart)
+
+	// (f) the same lists in pages of o.page.
 	paged := result{name: fmt.Sprintf("list all pods, pages of %d", o.page)}
 	pagedStart := time.Now()
 	for i := 0; i < o.lists && o.page > 0 && ctx.Err() == nil; i++ {
@@ -322,7 +340,7 @@ func load(ctx context.Context, c kubernetes.Interface, o options) ([]result, err
 	}
 	paged.wall = time.Since(pagedStart)
 
-	results := []result{create, delivery, get, list}
+	results := []result{create, delivery, get, list, raw}
 	if o.page > 0 {
 		results = append(results, paged)
 	}

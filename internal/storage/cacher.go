@@ -26,6 +26,10 @@ const CacheEvents = 4096
 // up with etcd before it reads etcd instead.
 const consistentReadWait = 3 * time.Second
 
+// progressRetry is how often a consistent read asks etcd again for the
+// revision of a cache that has not caught up.
+const progressRetry = 100 * time.Millisecond
+
 // bookmarkInterval is how often the cache tells its watchers its revision
 // (a bookmark), so an idle watcher's resourceVersion stays recent.
 const bookmarkInterval = time.Minute
@@ -257,7 +261,7 @@ func (c *cacher) append(e Event) {
 func (c *cacher) waitFresh(ctx context.Context, rev int64) error {
 	ctx, cancel := context.WithTimeout(ctx, consistentReadWait)
 	defer cancel()
-	asked := false
+	var ask <-chan time.Time
 	for {
 		c.mu.RLock()
 		ready, have, changed, streamCtx := c.ready, c.rev, c.changed, c.streamCtx
@@ -268,14 +272,20 @@ func (c *cacher) waitFresh(ctx context.Context, rev int64) error {
 		if have >= rev {
 			return nil
 		}
-		if !asked {
+		if ask == nil {
 			// Nothing may change under this prefix for a long time: ask
-			// etcd to tell the watch its current revision.
-			asked = true
+			// etcd to tell the watch its current revision, and again
+			// while etcd does not answer (it answers only a watch that
+			// has caught up).
+			t := time.NewTicker(progressRetry)
+			defer t.Stop()
+			ask = t.C
 			_ = c.store.client.RequestProgress(withStream(ctx, streamCtx))
 		}
 		select {
 		case <-changed:
+		case <-ask:
+			_ = c.store.client.RequestProgress(withStream(ctx, streamCtx))
 		case <-ctx.Done():
 			return fmt.Errorf("%w: at revision %d, want %d", errCacheNotReady, have, rev)
 		}

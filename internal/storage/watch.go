@@ -2,8 +2,10 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -26,6 +28,26 @@ type Event struct {
 	Err error
 	// key is the object's etcd key, for the watch cache's prefix filter.
 	key string
+	// encoded is Object's JSON, made once for all the watchers that get
+	// this event.
+	encoded *encodedObject
+}
+
+type encodedObject struct {
+	once sync.Once
+	data []byte
+	err  error
+}
+
+// ObjectJSON is Object as JSON (encoding/json), encoded once and shared by
+// every watcher of the event: with many watchers, encoding each event once
+// per watcher would cost most of the API server's time. Never modify it.
+func (e Event) ObjectJSON() ([]byte, error) {
+	if e.encoded == nil {
+		return json.Marshal(e.Object)
+	}
+	e.encoded.once.Do(func() { e.encoded.data, e.encoded.err = json.Marshal(e.Object) })
+	return e.encoded.data, e.encoded.err
 }
 
 // WatchBuffer bounds the events queued for one watcher. A watcher that falls
@@ -123,7 +145,7 @@ func sendErr(out chan Event, err error) {
 
 func (s *Store) event(ev *clientv3.Event) (Event, error) {
 	key := string(ev.Kv.Key)
-	e := Event{Revision: ev.Kv.ModRevision, key: key}
+	e := Event{Revision: ev.Kv.ModRevision, key: key, encoded: &encodedObject{}}
 	decode := func(value []byte, rev, valueRev int64) (runtime.Object, error) {
 		return s.events.get(decodeKey{key: key, rev: rev, value: valueRev}, func() (runtime.Object, error) {
 			return s.Decode(value, rev)
