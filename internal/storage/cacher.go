@@ -114,25 +114,29 @@ func (c *cacher) broadcast() {
 	c.changed = make(chan struct{})
 }
 
-// run lists and watches until ctx is done, listing again whenever the
-// etcd watch ends.
+// run lists and watches until ctx is done. When the etcd watch ends (a
+// leader change, a restarted stream) the cache watches again from the
+// revision it has, keeping its objects and its watchers; only when that
+// revision is compacted, or a change cannot be decoded, does it list again,
+// which closes its watchers (their clients list again too).
 func (c *cacher) run(ctx context.Context) {
-	defer func() {
-		c.mu.Lock()
-		c.ready = false
-		c.epoch++
-		c.broadcast()
-		c.mu.Unlock()
-	}()
+	defer c.reset()
 	backoff := 100 * time.Millisecond
+	listed := false
 	for ctx.Err() == nil {
 		started := time.Now()
-		_ = c.listAndWatch(ctx)
-		c.mu.Lock()
-		c.ready = false
-		c.epoch++
-		c.broadcast()
-		c.mu.Unlock()
+		var err error
+		if !listed {
+			err = c.fill(ctx)
+			listed = err == nil
+		}
+		if listed {
+			err = c.watchEtcd(ctx)
+			if errors.Is(err, ErrCompacted) || errors.Is(err, errUndecodable) {
+				c.reset()
+				listed = false
+			}
+		}
 		if time.Since(started) > time.Minute {
 			backoff = 100 * time.Millisecond
 		}
@@ -147,9 +151,20 @@ func (c *cacher) run(ctx context.Context) {
 	}
 }
 
-// listAndWatch fills the cache from a list and keeps it current from an
-// etcd watch that starts just after it, until the watch ends.
-func (c *cacher) listAndWatch(ctx context.Context) error {
+// errUndecodable: a change the cache could not apply; it lists again.
+var errUndecodable = errors.New("undecodable change")
+
+// reset empties the cache and closes its watchers.
+func (c *cacher) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ready = false
+	c.epoch++
+	c.broadcast()
+}
+
+// fill fills the cache from a list of etcd.
+func (c *cacher) fill(ctx context.Context) error {
 	kvs, rev, err := c.store.rangeAt(ctx, c.prefix, 0)
 	if err != nil {
 		return err
@@ -158,22 +173,38 @@ func (c *cacher) listAndWatch(ctx context.Context) error {
 	for _, kv := range kvs {
 		objects.ReplaceOrInsert(&entry{key: string(kv.Key), rev: kv.ModRevision, data: kv.Value})
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	streamCtx := c.store.ownStream(clientv3.WithRequireLeader(wctx))
-	wch := c.store.client.Watch(streamCtx, c.prefix,
-		clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
-
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.objects = objects
 	c.rev, c.since = rev, rev
 	c.first = c.next
 	clear(c.ring)
 	c.epoch++
 	c.ready = true
-	c.streamCtx = streamCtx
 	c.broadcast()
+	c.lastEvent.Store(time.Now().UnixNano())
+	return nil
+}
+
+// watchEtcd keeps the cache current from an etcd watch that starts after
+// the cache's revision, until the watch ends.
+func (c *cacher) watchEtcd(ctx context.Context) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	streamCtx := c.store.ownStream(clientv3.WithRequireLeader(wctx))
+	c.mu.Lock()
+	rev := c.rev
+	c.streamCtx = streamCtx
 	c.mu.Unlock()
+	defer func() {
+		// A progress request for a stream that is gone would open a new,
+		// empty one.
+		c.mu.Lock()
+		c.streamCtx = nil
+		c.mu.Unlock()
+	}()
+	wch := c.store.client.Watch(streamCtx, c.prefix,
+		clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
 	c.lastEvent.Store(time.Now().UnixNano())
 
 	bookmarks := time.NewTicker(bookmarkInterval)
@@ -208,7 +239,7 @@ func (c *cacher) listAndWatch(ctx context.Context) error {
 				continue
 			}
 			if err := c.apply(resp.Events); err != nil {
-				return err
+				return fmt.Errorf("%w: %w", errUndecodable, err)
 			}
 		}
 	}
@@ -264,7 +295,7 @@ func (c *cacher) waitFresh(ctx context.Context, rev int64) error {
 	var ask <-chan time.Time
 	for {
 		c.mu.RLock()
-		ready, have, changed, streamCtx := c.ready, c.rev, c.changed, c.streamCtx
+		ready, have, changed := c.ready, c.rev, c.changed
 		c.mu.RUnlock()
 		if !ready {
 			return errCacheNotReady
@@ -280,12 +311,12 @@ func (c *cacher) waitFresh(ctx context.Context, rev int64) error {
 			t := time.NewTicker(progressRetry)
 			defer t.Stop()
 			ask = t.C
-			_ = c.store.client.RequestProgress(withStream(ctx, streamCtx))
+			c.requestProgress(ctx)
 		}
 		select {
 		case <-changed:
 		case <-ask:
-			_ = c.store.client.RequestProgress(withStream(ctx, streamCtx))
+			c.requestProgress(ctx)
 		case <-ctx.Done():
 			return fmt.Errorf("%w: at revision %d, want %d", errCacheNotReady, have, rev)
 		}

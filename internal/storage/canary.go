@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -27,14 +28,16 @@ const (
 	canaryTimeout  = 5 * time.Second
 	canaryStale    = 3 * canaryInterval
 	watchSilence   = 6 * canaryInterval
+	canaryTTL      = time.Minute
 )
 
 // canary proves, round after round, that etcd takes writes and that the
 // watch cache sees them: a cache of its own key, fed like every resource's.
 type canary struct {
-	store *Store
-	key   string
-	cache *cacher
+	store  *Store
+	key    string
+	cache  *cacher
+	leases *leases // its own: the store's are shared by events of another TTL
 
 	mu     sync.Mutex
 	lastOK time.Time
@@ -45,7 +48,7 @@ func newCanary(s *Store) *canary {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	key := canaryPrefix + hex.EncodeToString(b)
-	return &canary{store: s, key: key, cache: newCacher(s, key, 16), lastOK: time.Now()}
+	return &canary{store: s, key: key, cache: newCacher(s, key, 16), leases: &leases{client: s.client}, lastOK: time.Now()}
 }
 
 // run writes the canary every canaryInterval until ctx is done, then
@@ -84,7 +87,12 @@ func (c *canary) run(ctx context.Context, caches map[string]*cacher) {
 func (c *canary) round(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, canaryTimeout)
 	defer cancel()
-	resp, err := c.store.client.Put(ctx, c.key, strconv.FormatInt(time.Now().UnixNano(), 10))
+	// On a lease, so the key of a server that went away expires.
+	lease, err := c.leases.get(ctx, canaryTTL)
+	if err != nil {
+		return err
+	}
+	resp, err := c.store.client.Put(ctx, c.key, strconv.FormatInt(time.Now().UnixNano(), 10), clientv3.WithLease(lease))
 	if err != nil {
 		return fmt.Errorf("etcd write: %w", mapErr(err))
 	}
@@ -111,9 +119,10 @@ func (c *canary) health(now time.Time) error {
 // live but idle watch still says something.
 func (c *cacher) requestProgress(ctx context.Context) {
 	c.mu.RLock()
-	streamCtx, ready := c.streamCtx, c.ready
+	streamCtx := c.streamCtx
 	c.mu.RUnlock()
-	if !ready || streamCtx == nil {
+	if streamCtx == nil {
+		// Between two etcd watches.
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
