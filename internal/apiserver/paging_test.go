@@ -145,3 +145,78 @@ func TestListPagination(t *testing.T) {
 		opts.Continue = page.Continue
 	}
 }
+
+// TestListPaginationWhileCreating: 1,000 objects listed with limit=50 come
+// back in 20 pages, each but the last with a continue token, with no
+// object missing or repeated while more are being created.
+func TestListPaginationWhileCreating(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates 1,000 objects")
+	}
+	s := servertest.Start(t, "", servertest.NoControlPlane)
+	c := s.Client(t)
+	ctx := ctxT(t)
+	const ns, n = "paging", 1000
+	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cms := c.CoreV1().ConfigMaps(ns)
+	create := func(from, to int) error {
+		for i := from; i < to; i++ {
+			if _, err := cms.Create(ctx, configMap(fmt.Sprintf("cm-%04d", i), nil), metav1.CreateOptions{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	errs := make(chan error, 4)
+	for w := 0; w < 4; w++ {
+		go func() { errs <- create(w*n/4, (w+1)*n/4) }()
+	}
+	for w := 0; w < 4; w++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// kube-root-ca.crt, if anything publishes it.
+	base, err := cms.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := len(base.Items)
+
+	opts := metav1.ListOptions{Limit: 50}
+	seen := map[string]bool{}
+	pages := 0
+	creating := make(chan error, 1)
+	for {
+		page, err := cms.List(ctx, opts)
+		if err != nil {
+			t.Fatalf("page %d: %v", pages+1, err)
+		}
+		pages++
+		if pages == 1 {
+			// More objects arrive while the rest of the pages are read.
+			go func() { creating <- create(n, n+200) }()
+		}
+		for _, cm := range page.Items {
+			if seen[cm.Name] {
+				t.Fatalf("%s listed twice", cm.Name)
+			}
+			seen[cm.Name] = true
+		}
+		if page.Continue == "" {
+			break
+		}
+		opts.Continue = page.Continue
+	}
+	if err := <-creating; err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != want {
+		t.Fatalf("the pages held %d objects, want %d", len(seen), want)
+	}
+	if wantPages := (want + 49) / 50; pages != wantPages {
+		t.Fatalf("%d pages, want %d", pages, wantPages)
+	}
+}

@@ -74,12 +74,12 @@ type cacher struct {
 }
 
 // entry is one object as the cache holds it: its stored JSON and
-// revision, and the decoded object once something needed it.
+// revision. The decoded object is not kept: most lists pass the JSON
+// through (ListRaw), and a decoded object takes several times the memory.
 type entry struct {
 	key  string
 	rev  int64
 	data []byte
-	obj  atomic.Pointer[runtime.Object]
 }
 
 func lessEntry(a, b *entry) bool { return a.key < b.key }
@@ -95,17 +95,13 @@ func newCacher(s *Store, prefix string, events int) *cacher {
 	}
 }
 
-// object decodes e once; the object is shared and must not be modified.
+// object decodes e.
 func (e *entry) object(s *Store) (runtime.Object, error) {
-	if o := e.obj.Load(); o != nil {
-		return *o, nil
-	}
 	o, err := s.Decode(e.data, e.rev)
 	if err != nil {
 		return nil, fmt.Errorf("key %s: %w", e.key, err)
 	}
-	e.obj.CompareAndSwap(nil, &o)
-	return *e.obj.Load(), nil
+	return o, nil
 }
 
 // broadcast wakes everyone waiting on the cache. Call with mu held.
@@ -263,9 +259,7 @@ func (c *cacher) apply(evs []*clientv3.Event) error {
 		if e.Type == watch.Deleted {
 			c.objects.Delete(&entry{key: key})
 		} else {
-			en := &entry{key: key, rev: ev.Kv.ModRevision, data: ev.Kv.Value}
-			en.obj.Store(&e.Object)
-			c.objects.ReplaceOrInsert(en)
+			c.objects.ReplaceOrInsert(&entry{key: key, rev: ev.Kv.ModRevision, data: ev.Kv.Value})
 		}
 		c.append(e)
 		c.rev = e.Revision

@@ -223,8 +223,8 @@ func (s *Store) Delete(ctx context.Context, key string, rev int64) (runtime.Obje
 }
 
 // List reads every object under prefix at revision rev (0: the newest) and
-// returns them with the revision read. The objects may be shared with other
-// readers (the watch cache): never modify them.
+// returns them with the revision read. Without a revision, the watch cache
+// answers once it has caught up with etcd (see StartWatchCache).
 func (s *Store) List(ctx context.Context, prefix string, rev int64) ([]runtime.Object, int64, error) {
 	if rev == 0 {
 		if out, read, err := s.listCached(ctx, prefix); !errors.Is(err, errCacheNotReady) {

@@ -1,5 +1,27 @@
 package storage
 
+// The watch cache
+//
+//	etcd ──(one watch per resource, own stream)──► cacher ─┬─ objects (B-tree by key, latest state)
+//	                                                       └─ ring of the last CacheEvents changes
+//	List/ListRaw/ListPage (no revision) ◄── objects, once the cache has caught up with
+//	                                        etcd's current revision (a consistent read)
+//	Watch(prefix, rev) ◄── ring, read by each watcher at its own position
+//
+// Each API watch is a reader of the ring, so the number of etcd watches is
+// one per resource however many clients watch, and a watcher that does not
+// keep up cannot hold anyone back: once the changes it has not read leave
+// the ring it is closed and its client lists again. A watch from a revision
+// the ring no longer covers fails with ErrCompacted (410 Gone).
+//
+// Every etcd watch has a gRPC stream of its own (Store.ownStream): over the
+// in-process client, watches sharing a stream deadlock when many are
+// cancelled at once.
+//
+// A canary (canary.go) writes a key of its own every few seconds and waits
+// for its own cache to see the write; WatchCacheHealth, behind /readyz,
+// fails when that stops working or a resource's etcd watch goes silent.
+
 import (
 	"context"
 	"errors"
