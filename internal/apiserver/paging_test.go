@@ -1,6 +1,7 @@
 package apiserver_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -108,6 +109,20 @@ func TestListPagination(t *testing.T) {
 	}
 	if n != 13 {
 		t.Fatalf("selected pages hold %d objects, want 13", n)
+	}
+
+	// Tables (kubectl get --chunk-size) carry the token too.
+	body, err := c.CoreV1().RESTClient().Get().AbsPath("/api/v1/namespaces/default/configmaps").
+		Param("limit", "2").SetHeader("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").DoRaw(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table metav1.Table
+	if err := json.Unmarshal(body, &table); err != nil {
+		t.Fatal(err)
+	}
+	if table.Kind != "Table" || len(table.Rows) != 2 || table.Continue == "" || table.RemainingItemCount == nil {
+		t.Fatalf("table page: kind %s, %d rows, continue %q, remaining %v", table.Kind, len(table.Rows), table.Continue, table.RemainingItemCount)
 	}
 
 	// A bad token, and a token with a resourceVersion, are refused.

@@ -143,6 +143,11 @@ func TestWatchStorm(t *testing.T) {
 		return nil
 	})
 
+	// /readyz says so too.
+	if body, err := c.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err != nil {
+		t.Fatalf("/readyz after the storm: %v (%s)", err, body)
+	}
+
 	// The storm's connections are freed.
 	servertest.Eventually(t, 10*time.Second, "file descriptors back near their number before the storm", func() error {
 		n := openFDs(t)
