@@ -22,7 +22,7 @@ import (
 
 const cmPrefix = "/registry/configmaps/"
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -34,7 +34,7 @@ func freePort(t *testing.T) int {
 
 // testStore starts a real etcd and a store on it with a watch cache of
 // configmaps holding events changes.
-func testStore(t *testing.T, events int) *Store {
+func testStore(t testing.TB, events int) *Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
