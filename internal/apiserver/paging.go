@@ -89,6 +89,11 @@ func (q *request) listPage(match func(runtime.Object) bool) bool {
 	if limit == 0 && token == "" {
 		return false
 	}
+	if token == "" && query.Get("resourceVersion") == "0" {
+		// "Any version" is served whole from the watch cache, limit or
+		// not, as Kubernetes does (informers' first list).
+		return false
+	}
 	p := prefix(q.res, q.ri.namespace)
 	start, rev := p, int64(0)
 	if token != "" {

@@ -111,6 +111,15 @@ func TestListPagination(t *testing.T) {
 		t.Fatalf("selected pages hold %d objects, want 13", n)
 	}
 
+	// resourceVersion=0 (informers' first list) is answered whole.
+	whole, err := cms.List(ctx, metav1.ListOptions{Limit: 10, ResourceVersion: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if whole.Continue != "" || len(whole.Items) < len(want) {
+		t.Fatalf("resourceVersion=0 with limit: %d items, continue %q", len(whole.Items), whole.Continue)
+	}
+
 	// Tables (kubectl get --chunk-size) carry the token too.
 	body, err := c.CoreV1().RESTClient().Get().AbsPath("/api/v1/namespaces/default/configmaps").
 		Param("limit", "2").SetHeader("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").DoRaw(ctx)
