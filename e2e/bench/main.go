@@ -3,12 +3,13 @@
 // repository unless -skiff names one) in a temp data dir on free loopback
 // ports, then, with client-go:
 //
-//  1. opens a watch on pods,
+//  1. opens -watchers watches on pods,
 //  2. creates -pods pods with -workers concurrent workers (per-request
-//     latency), while the watch measures delivery latency: from the start of
-//     a pod's create call to its ADDED event,
+//     latency), while the watches measure delivery latency: from the start
+//     of a pod's create call to its ADDED event, on every watch,
 //  3. GETs every pod,
-//  4. lists all pods -lists times,
+//  4. lists all pods -lists times: whole, whole without decoding, and in
+//     pages of -page,
 //  5. does the same with -custom objects of a CRD,
 //
 // and reports the server's RSS (fresh, after the load, after -idle of
@@ -16,7 +17,7 @@
 // only when something errs (a failed request, a missing watch event, a
 // server that will not start or stop).
 //
-//	go run ./e2e/bench [-pods 10000] [-workers 16] [-skiff path] [-stripped]
+//	go run ./e2e/bench [-pods 10000] [-workers 16] [-watchers 1] [-skiff path] [-stripped]
 package main
 
 import (
@@ -47,6 +48,7 @@ import (
 type options struct {
 	pods, workers, lists int
 	custom               int
+	watchers, page       int
 	skiff                string
 	stripped, keep       bool
 	idle                 time.Duration
@@ -65,13 +67,15 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 16, "concurrent client workers")
 	flag.IntVar(&o.lists, "lists", 20, "times to list all pods")
 	flag.IntVar(&o.custom, "custom", 10000, "custom objects (of a CRD) to create, watch, get and list after the pods; 0: none")
+	flag.IntVar(&o.watchers, "watchers", 1, "watches on pods that measure delivery")
+	flag.IntVar(&o.page, "page", 500, "limit of the paged lists (0: no paged lists)")
 	flag.StringVar(&o.skiff, "skiff", "", "skiff binary to run (default: go build the repository into a temp dir)")
 	flag.BoolVar(&o.stripped, "stripped", false, `also report the size of a stripped build (-ldflags "-s -w")`)
 	flag.DurationVar(&o.idle, "idle", 10*time.Second, "idle time before the second RSS reading")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (data dir, server log)")
 	flag.Parse()
-	if o.pods < 1 || o.workers < 1 || o.lists < 0 || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "bench: want -pods >= 1, -workers >= 1, -lists >= 0 and no arguments")
+	if o.pods < 1 || o.workers < 1 || o.lists < 0 || o.watchers < 1 || o.page < 0 || flag.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "bench: want -pods >= 1, -workers >= 1, -lists >= 0, -watchers >= 1, -page >= 0 and no arguments")
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -141,8 +145,8 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "skiff server pid %d ready in %v; %d pods, %d workers, %d lists, client GOMAXPROCS %d, %d CPUs\n",
-		srv.pid(), startup.Round(time.Millisecond), o.pods, o.workers, o.lists, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	fmt.Fprintf(out, "skiff server pid %d ready in %v; %d pods, %d workers, %d watchers, %d lists, client GOMAXPROCS %d, %d CPUs\n",
+		srv.pid(), startup.Round(time.Millisecond), o.pods, o.workers, o.watchers, o.lists, runtime.GOMAXPROCS(0), runtime.NumCPU())
 
 	results, loadErr := load(ctx, client, o)
 	if loadErr == nil && o.custom > 0 {
@@ -208,14 +212,28 @@ func load(ctx context.Context, c kubernetes.Interface, o options) ([]result, err
 		return nil, fmt.Errorf("list pods: %w", err)
 	}
 
-	// (a) the watch, from the list's revision.
+	// (a) the watches, from the list's revision.
 	starts := make([]atomic.Int64, o.pods) // unix nanos at each create's start
-	w := &watcher{c: c, starts: starts, rv: initial.ResourceVersion, delivery: make([]time.Duration, 0, o.pods)}
-	if err := w.open(ctx); err != nil {
-		return nil, err
+	ws := make([]*watcher, o.watchers)
+	var watching sync.WaitGroup
+	stopWatches := func() {
+		for _, w := range ws {
+			if w != nil {
+				w.stop()
+			}
+		}
+		watching.Wait()
 	}
-	watchDone := make(chan struct{})
-	go func() { defer close(watchDone); w.run(ctx) }()
+	for i := range ws {
+		w := &watcher{c: c, starts: starts, rv: initial.ResourceVersion, delivery: make([]time.Duration, 0, o.pods)}
+		if err := w.open(ctx); err != nil {
+			stopWatches()
+			return nil, err
+		}
+		ws[i] = w
+		watching.Add(1)
+		go func() { defer watching.Done(); w.run(ctx) }()
+	}
 
 	// (b) creates.
 	createStart := time.Now()
@@ -227,31 +245,37 @@ func load(ctx context.Context, c kubernetes.Interface, o options) ([]result, err
 	create.name = "create pod"
 	created := o.pods - create.errors
 	if err := ctx.Err(); err != nil {
-		w.stop()
-		<-watchDone
+		stopWatches()
 		return []result{create}, err
 	}
 
-	// The watch must deliver every pod that was created.
+	// Every watch must deliver every pod that was created.
 	var watchErr error
 	deadline := time.Now().Add(deliveryGrace)
-	for w.count() < created && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(20 * time.Millisecond)
+	for _, w := range ws {
+		for w.count() < created && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
-	w.stop()
-	<-watchDone
-	delivery := result{name: "watch delivery", latencies: w.delivery, errors: w.errors}
-	if !w.last.IsZero() {
-		delivery.wall = w.last.Sub(createStart)
+	stopWatches()
+	delivery := result{name: "watch delivery"}
+	opens := 0
+	for _, w := range ws {
+		delivery.latencies = append(delivery.latencies, w.delivery...)
+		delivery.errors += w.errors
+		if d := w.last.Sub(createStart); !w.last.IsZero() && d > delivery.wall {
+			delivery.wall = d
+		}
+		if n := w.count(); n < created {
+			watchErr = errors.Join(watchErr, fmt.Errorf("a watch delivered %d of %d created pods within %v of the last create", n, created, deliveryGrace))
+			delivery.errors += created - n
+		}
+		opens += w.opens
+		if w.err != nil {
+			watchErr = errors.Join(watchErr, w.err)
+		}
 	}
-	if n := w.count(); n < created {
-		watchErr = fmt.Errorf("the watch delivered %d of %d created pods within %v of the last create", n, created, deliveryGrace)
-		delivery.errors += created - n
-	}
-	delivery.note = fmt.Sprintf("create call start → ADDED event; watch (re)opened %d time(s)", w.opens)
-	if w.err != nil {
-		watchErr = errors.Join(watchErr, w.err)
-	}
+	delivery.note = fmt.Sprintf("create call start → ADDED event, on %d watches; (re)opened %d time(s)", o.watchers, opens)
 
 	// (c) a GET of every pod.
 	get := parallel(ctx, o.pods, o.workers, func(ctx context.Context, i int) error {
@@ -285,7 +309,48 @@ func load(ctx context.Context, c kubernetes.Interface, o options) ([]result, err
 		list.note = fmt.Sprintf("%d items per list", items)
 	}
 
-	results := []result{create, delivery, get, list}
+	// (e) the same lists, read but not decoded: the server's share.
+	raw := result{name: "list all pods, undecoded"}
+	rawStart := time.Now()
+	for i := 0; i < o.lists && ctx.Err() == nil; i++ {
+		t0 := time.Now()
+		body, err := c.CoreV1().RESTClient().Get().AbsPath("/api/v1/pods").DoRaw(ctx)
+		d := time.Since(t0)
+		if err != nil {
+			raw.errors++
+			raw.note = fmt.Sprintf("first error: %v", err)
+			continue
+		}
+		raw.latencies = append(raw.latencies, d)
+		raw.note = fmt.Sprintf("%s per list, read without decoding", mib(int64(len(body))))
+	}
+	raw.wall = time.Since(rawStart)
+
+	// (f) the same lists in pages of o.page.
+	paged := result{name: fmt.Sprintf("list all pods, pages of %d", o.page)}
+	pagedStart := time.Now()
+	for i := 0; i < o.lists && o.page > 0 && ctx.Err() == nil; i++ {
+		t0 := time.Now()
+		n, pages, err := listPaged(ctx, c, int64(o.page))
+		d := time.Since(t0)
+		if err != nil {
+			paged.errors++
+			paged.note = fmt.Sprintf("first error: %v", err)
+			continue
+		}
+		paged.latencies = append(paged.latencies, d)
+		paged.note = fmt.Sprintf("%d items in %d pages per list", n, pages)
+		if n < created {
+			paged.errors++
+			paged.note = fmt.Sprintf("a paged list returned %d items, want at least %d", n, created)
+		}
+	}
+	paged.wall = time.Since(pagedStart)
+
+	results := []result{create, delivery, get, list, raw}
+	if o.page > 0 {
+		results = append(results, paged)
+	}
 	var errs []error
 	for _, r := range results {
 		if r.errors > 0 {
@@ -296,6 +361,30 @@ func load(ctx context.Context, c kubernetes.Interface, o options) ([]result, err
 		errs = append(errs, err)
 	}
 	return results, errors.Join(append(errs, watchErr)...)
+}
+
+// listPaged lists all pods in pages of limit and returns how many there
+// were and in how many pages; a pod returned twice is an error.
+func listPaged(ctx context.Context, c kubernetes.Interface, limit int64) (int, int, error) {
+	seen := map[string]bool{}
+	opts := metav1.ListOptions{Limit: limit}
+	for pages := 1; ; pages++ {
+		l, err := c.CoreV1().Pods("").List(ctx, opts)
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, p := range l.Items {
+			k := p.Namespace + "/" + p.Name
+			if seen[k] {
+				return 0, 0, fmt.Errorf("page %d: %s listed twice", pages, k)
+			}
+			seen[k] = true
+		}
+		if l.Continue == "" {
+			return len(seen), pages, nil
+		}
+		opts.Continue = l.Continue
+	}
 }
 
 func benchName(i int) string { return fmt.Sprintf("bench-%06d", i) }

@@ -39,6 +39,9 @@ func (q *request) list() {
 		q.fail(err)
 		return
 	}
+	if q.listPage(match) {
+		return
+	}
 	query := q.query
 	var rev int64
 	if query.Get("resourceVersionMatch") == string(metav1.ResourceVersionMatchExact) {

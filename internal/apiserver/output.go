@@ -144,6 +144,7 @@ func toPartialMetadata(obj runtime.Object, version string) (runtime.Object, erro
 	list := &metav1.PartialObjectMetadataList{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadataList", APIVersion: "meta.k8s.io/" + version}}
 	la, _ := meta.ListAccessor(obj)
 	list.ResourceVersion = la.GetResourceVersion()
+	list.Continue, list.RemainingItemCount = la.GetContinue(), la.GetRemainingItemCount()
 	for _, it := range items {
 		p, err := partialOf(it, version)
 		if err != nil {
@@ -170,6 +171,7 @@ func (q *request) toTable(obj runtime.Object, version string) (*metav1.Table, er
 		}
 		la, _ := meta.ListAccessor(obj)
 		t.ResourceVersion = la.GetResourceVersion()
+		t.Continue, t.RemainingItemCount = la.GetContinue(), la.GetRemainingItemCount()
 	} else if m, err := meta.Accessor(obj); err == nil {
 		t.ResourceVersion = m.GetResourceVersion()
 	}

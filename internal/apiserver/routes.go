@@ -26,6 +26,10 @@ func (s *Server) routes() http.Handler {
 				http.Error(w, fmt.Sprintf("[-]etcd failed: %v\nreadyz check failed", err), http.StatusInternalServerError)
 				return
 			}
+			if err := s.store.WatchCacheHealth(); err != nil {
+				http.Error(w, fmt.Sprintf("[-]watch-cache failed: %v\nreadyz check failed", err), http.StatusInternalServerError)
+				return
+			}
 			select {
 			case <-s.ready:
 			default:

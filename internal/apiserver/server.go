@@ -175,6 +175,9 @@ func (s *Server) Run(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
+	cacheCtx, stopCache := context.WithCancel(ctx)
+	cacheDone := s.startWatchCache(cacheCtx)
+	defer func() { stopCache(); <-cacheDone }()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
 
@@ -199,6 +202,10 @@ func (s *Server) Run(ctx context.Context) error {
 	endpointsDone, err := s.startEndpointReconciler(endpointsCtx)
 	defer func() { stopEndpoints(); <-endpointsDone }()
 	if err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("apiserver: %w", err)
+	}
+	if err := s.store.WaitWatchCache(ctx); err != nil {
 		_ = srv.Close()
 		return fmt.Errorf("apiserver: %w", err)
 	}

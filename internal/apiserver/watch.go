@@ -89,23 +89,36 @@ func (q *request) watch() {
 		flusher.Flush()
 	}
 	enc := json.NewEncoder(q.w)
-	send := func(typ watch.EventType, obj runtime.Object) bool {
-		body, err := q.convert(obj, out)
-		if err != nil {
-			q.s.log.Error("watch: convert object", "err", err)
-			return false
-		}
-		raw, err := encodeObject(body)
+	var line []byte
+	// sendRaw writes one event whose object encode returns as JSON: the
+	// WatchEvent written out directly, so the object is not re-checked.
+	sendRaw := func(typ watch.EventType, encode func() ([]byte, error)) bool {
+		raw, err := encode()
 		if err != nil {
 			return false
 		}
-		if err := enc.Encode(&metav1.WatchEvent{Type: string(typ), Object: runtime.RawExtension{Raw: raw}}); err != nil {
+		line = append(line[:0], `{"type":`...)
+		line = strconv.AppendQuote(line, string(typ))
+		line = append(line, `,"object":`...)
+		line = append(line, raw...)
+		line = append(line, "}\n"...)
+		if _, err := q.w.Write(line); err != nil {
 			return false
 		}
 		if flusher != nil {
 			flusher.Flush()
 		}
 		return true
+	}
+	send := func(typ watch.EventType, obj runtime.Object) bool {
+		return sendRaw(typ, func() ([]byte, error) {
+			body, err := q.convert(obj, out)
+			if err != nil {
+				q.s.log.Error("watch: convert object", "err", err)
+				return nil, err
+			}
+			return encodeObject(body)
+		})
 	}
 	for _, obj := range initial {
 		if match(obj) && !send(watch.Added, obj) {
@@ -138,6 +151,13 @@ func (q *request) watch() {
 		}
 		typ, obj := filterEvent(ev, match)
 		if typ == "" {
+			continue
+		}
+		if out.kind == outputObject && obj == ev.Object {
+			// The object as it is: its JSON is shared by every watcher.
+			if !sendRaw(typ, ev.ObjectJSON) {
+				return
+			}
 			continue
 		}
 		if !send(typ, obj) {

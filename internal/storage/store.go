@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -38,6 +40,13 @@ type Store struct {
 	scheme *runtime.Scheme
 	events *decodeCache
 	leases *leases
+	// watchIDs numbers etcd watches so each gets its own stream.
+	watchIDs atomic.Uint64
+	// caches serve lists and watches while RunWatchCache runs.
+	cacheMu     sync.RWMutex
+	caches      map[string]*cacher
+	canary      *canary
+	cacheEvents int
 }
 
 // decodedEvents is how many decoded watch objects the store keeps for
@@ -47,7 +56,7 @@ const decodedEvents = 4096
 // New returns a store that encodes objects as JSON with the given scheme.
 func New(client *clientv3.Client, scheme *runtime.Scheme) *Store {
 	s := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme, scheme, json.SerializerOptions{})
-	return &Store{client: client, codec: s, scheme: scheme, events: newDecodeCache(decodedEvents), leases: &leases{client: client}}
+	return &Store{client: client, codec: s, scheme: scheme, events: newDecodeCache(decodedEvents), leases: &leases{client: client}, cacheEvents: CacheEvents}
 }
 
 // Client is the underlying etcd client, for components that need raw keys.
@@ -219,8 +228,14 @@ func (s *Store) Delete(ctx context.Context, key string, rev int64) (runtime.Obje
 }
 
 // List reads every object under prefix at revision rev (0: the newest) and
-// returns them with the revision read.
+// returns them with the revision read. Without a revision, the watch cache
+// answers once it has caught up with etcd (see StartWatchCache).
 func (s *Store) List(ctx context.Context, prefix string, rev int64) ([]runtime.Object, int64, error) {
+	if rev == 0 {
+		if out, read, err := s.listCached(ctx, prefix); !errors.Is(err, errCacheNotReady) {
+			return out, read, err
+		}
+	}
 	kvs, read, err := s.rangeAt(ctx, prefix, rev)
 	if err != nil {
 		return nil, 0, err
@@ -321,18 +336,25 @@ func mapErr(err error) error {
 type RawObject struct {
 	Data     []byte
 	Revision int64
+	// Key is the object's etcd key.
+	Key string
 }
 
 // ListRaw is List without decoding: for answers that pass objects through
 // unchanged, it saves a decode and an encode per object.
 func (s *Store) ListRaw(ctx context.Context, prefix string, rev int64) ([]RawObject, int64, error) {
+	if rev == 0 {
+		if out, read, err := s.listRawCached(ctx, prefix); !errors.Is(err, errCacheNotReady) {
+			return out, read, err
+		}
+	}
 	kvs, read, err := s.rangeAt(ctx, prefix, rev)
 	if err != nil {
 		return nil, 0, err
 	}
 	out := make([]RawObject, len(kvs))
 	for i, kv := range kvs {
-		out[i] = RawObject{Data: kv.Value, Revision: kv.ModRevision}
+		out[i] = RawObject{Data: kv.Value, Revision: kv.ModRevision, Key: string(kv.Key)}
 	}
 	return out, read, nil
 }

@@ -2,10 +2,14 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strconv"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 )
@@ -22,6 +26,28 @@ type Event struct {
 	Revision   int64
 	// Err is set on the last event of a failed watch (ErrCompacted, ...).
 	Err error
+	// key is the object's etcd key, for the watch cache's prefix filter.
+	key string
+	// encoded is Object's JSON, made once for all the watchers that get
+	// this event.
+	encoded *encodedObject
+}
+
+type encodedObject struct {
+	once sync.Once
+	data []byte
+	err  error
+}
+
+// ObjectJSON is Object as JSON (encoding/json), encoded once and shared by
+// every watcher of the event: with many watchers, encoding each event once
+// per watcher would cost most of the API server's time. Never modify it.
+func (e Event) ObjectJSON() ([]byte, error) {
+	if e.encoded == nil {
+		return json.Marshal(e.Object)
+	}
+	e.encoded.once.Do(func() { e.encoded.data, e.encoded.err = json.Marshal(e.Object) })
+	return e.encoded.data, e.encoded.err
 }
 
 // WatchBuffer bounds the events queued for one watcher. A watcher that falls
@@ -35,9 +61,12 @@ const slowWatcherGrace = 2 * time.Second
 // closes when ctx is done, when the watcher falls too far behind, or after an
 // event carrying Err (for a compacted revision, ErrCompacted).
 func (s *Store) Watch(ctx context.Context, prefix string, rev int64) <-chan Event {
+	if ch, err := s.watchCached(ctx, prefix, rev); err == nil {
+		return ch
+	}
 	out := make(chan Event, WatchBuffer)
 	ctx, cancel := context.WithCancel(ctx)
-	wch := s.client.Watch(clientv3.WithRequireLeader(ctx), prefix,
+	wch := s.client.Watch(s.ownStream(clientv3.WithRequireLeader(ctx)), prefix,
 		clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
 	go func() {
 		defer close(out)
@@ -88,6 +117,25 @@ func (s *Store) Watch(ctx context.Context, prefix string, rev int64) <-chan Even
 	return out
 }
 
+// ownStream gives the watch started with ctx a gRPC stream of its own.
+//
+// The client puts watches whose contexts carry the same metadata on one
+// shared stream, and cancels one of them by sending a cancel request on that
+// stream. Over etcd's in-process client the stream is a pair of unbuffered
+// channels, and the client's single loop that sends cancel requests is also
+// the one that receives the server's answers: when many watches are
+// cancelled at once (a storm of clients going away), the loop blocks sending
+// a cancel while the server blocks sending it the answers to the previous
+// cancels, and every watch on the stream, with every API watch served from
+// it, stops for good. A watch alone on its stream never sends a cancel:
+// closing it closes the stream.
+func (s *Store) ownStream(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, watchStreamKey, strconv.FormatUint(s.watchIDs.Add(1), 10))
+}
+
+// watchStreamKey is the gRPC metadata key that keeps watches apart.
+const watchStreamKey = "skiff-watch-stream"
+
 func sendErr(out chan Event, err error) {
 	select {
 	case out <- Event{Type: watch.Error, Err: err}:
@@ -96,8 +144,8 @@ func sendErr(out chan Event, err error) {
 }
 
 func (s *Store) event(ev *clientv3.Event) (Event, error) {
-	e := Event{Revision: ev.Kv.ModRevision}
 	key := string(ev.Kv.Key)
+	e := Event{Revision: ev.Kv.ModRevision, key: key, encoded: &encodedObject{}}
 	decode := func(value []byte, rev, valueRev int64) (runtime.Object, error) {
 		return s.events.get(decodeKey{key: key, rev: rev, value: valueRev}, func() (runtime.Object, error) {
 			return s.Decode(value, rev)
