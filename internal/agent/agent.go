@@ -25,6 +25,7 @@ import (
 	"skiff/internal/agent/loadbalancer"
 	"skiff/internal/config"
 	"skiff/internal/dns"
+	"skiff/internal/identity"
 	"skiff/internal/kubelet"
 	"skiff/internal/kubelet/bootstrap"
 	"skiff/internal/kubelet/images"
@@ -47,7 +48,10 @@ func Run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Lo
 		cfg.NodeName = strings.ToLower(host)
 	}
 	if cfg.NodeIP == nil {
-		cfg.NodeIP = kubelet.DefaultNodeIP()
+		if cfg.NodeIP = identity.DefaultAddress(cfg.ServiceCIDR, cfg.ClusterCIDR); cfg.NodeIP == nil {
+			log.Warn("this machine has no address other nodes can reach (no default route, no global address); using 127.0.0.1: set --node-ip")
+			cfg.NodeIP = net.IPv4(127, 0, 0, 1)
+		}
 	}
 	layout := config.Layout{DataDir: cfg.DataDir}
 	hostname, _ := os.Hostname()

@@ -199,11 +199,15 @@ func (l Layout) EtcdDir() string { return filepath.Join(l.ServerDir(), "db", "et
 // SnapshotDir is where etcd snapshots are kept by default.
 func (l Layout) SnapshotDir() string { return filepath.Join(l.ServerDir(), "db", "snapshots") }
 
-// TokenFile holds the join token.
 // ClusterMarker exists once this server's etcd takes peers over TLS on the
 // node's address (--cluster-init or a join); it keeps it so on restarts.
 func (l Layout) ClusterMarker() string { return filepath.Join(l.ServerDir(), "db", "cluster") }
 
+// EtcdMemberNameFile holds this server's etcd member name, unique in the
+// cluster even where servers share a host name.
+func (l Layout) EtcdMemberNameFile() string { return filepath.Join(l.ServerDir(), "db", "member-name") }
+
+// TokenFile holds the join token.
 func (l Layout) TokenFile() string { return filepath.Join(l.ServerDir(), "token") }
 
 // AdminKubeconfig is a copy of the admin kubeconfig kept in the data dir,
@@ -212,6 +216,9 @@ func (l Layout) AdminKubeconfig() string { return filepath.Join(l.ServerDir(), "
 
 // AgentDir holds the agent's state: certificates, images, containers, pods.
 func (l Layout) AgentDir() string { return filepath.Join(l.DataDir, "agent") }
+
+// NodeIDFile holds the suffix --with-node-id appends to the node name.
+func (l Layout) NodeIDFile() string { return filepath.Join(l.AgentDir(), "node-id") }
 
 // ImagesDir is the image store: unpacked layers and their metadata.
 func (l Layout) ImagesDir() string { return filepath.Join(l.AgentDir(), "images") }
@@ -262,6 +269,9 @@ type Agent struct {
 	NodeName   string
 	NodeIP     net.IP
 	NodeLabels map[string]string
+	// NodeAnnotations are set on the Node when it registers (a server's
+	// node names its etcd member).
+	NodeAnnotations map[string]string
 	// ControlPlane marks a server's node with node-role.kubernetes.io/control-plane.
 	ControlPlane bool
 

@@ -33,6 +33,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"skiff/internal/config"
+	"skiff/internal/identity"
 	"skiff/internal/kubelet/images"
 	"skiff/internal/kubelet/network"
 	"skiff/internal/kubelet/probes"
@@ -130,7 +131,9 @@ func New(cfg Config) (*Kubelet, error) {
 	}
 	nodeIP := cfg.Agent.NodeIP
 	if nodeIP == nil {
-		nodeIP = DefaultNodeIP()
+		if nodeIP = identity.DefaultAddress(cfg.Agent.ServiceCIDR, cfg.Agent.ClusterCIDR); nodeIP == nil {
+			nodeIP = net.IPv4(127, 0, 0, 1)
+		}
 	}
 	k := &Kubelet{
 		cfg:      cfg,

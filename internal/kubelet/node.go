@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	goruntime "runtime"
 	"strconv"
@@ -235,7 +234,7 @@ func (k *Kubelet) nodeImages() []corev1.ContainerImage {
 func (k *Kubelet) registerNode(ctx context.Context) error {
 	nodes := k.client.CoreV1().Nodes()
 	node := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: k.nodeName, Labels: k.nodeLabels()},
+		ObjectMeta: metav1.ObjectMeta{Name: k.nodeName, Labels: k.nodeLabels(), Annotations: k.cfg.Agent.NodeAnnotations},
 	}
 	node.Status = k.desiredStatus(corev1.NodeStatus{})
 	created, err := nodes.Create(ctx, node, metav1.CreateOptions{})
@@ -256,6 +255,12 @@ func (k *Kubelet) registerNode(ctx context.Context) error {
 		}
 		for key, v := range k.nodeLabels() {
 			existing.Labels[key] = v
+		}
+		if len(k.cfg.Agent.NodeAnnotations) > 0 && existing.Annotations == nil {
+			existing.Annotations = map[string]string{}
+		}
+		for key, v := range k.cfg.Agent.NodeAnnotations {
+			existing.Annotations[key] = v
 		}
 		updated, err := nodes.Update(ctx, existing, metav1.UpdateOptions{})
 		if err != nil {
@@ -359,32 +364,4 @@ func (k *Kubelet) renewLease(ctx context.Context) error {
 	lease.Spec.RenewTime = &now
 	_, err = leases.Update(ctx, lease, metav1.UpdateOptions{})
 	return err
-}
-
-// DefaultNodeIP is the address of the interface holding the default route,
-// or loopback on a machine without one.
-func DefaultNodeIP() net.IP {
-	// The kernel's route table, not a probe packet: /proc/net/route names
-	// the default route's interface.
-	b, err := os.ReadFile("/proc/net/route")
-	if err != nil {
-		return net.IPv4(127, 0, 0, 1)
-	}
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) < 2 || f[1] != "00000000" {
-			continue
-		}
-		iface, err := net.InterfaceByName(f[0])
-		if err != nil {
-			continue
-		}
-		addrs, _ := iface.Addrs()
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
-				return n.IP.To4()
-			}
-		}
-	}
-	return net.IPv4(127, 0, 0, 1)
 }
