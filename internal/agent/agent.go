@@ -25,7 +25,6 @@ import (
 	"skiff/internal/agent/loadbalancer"
 	"skiff/internal/config"
 	"skiff/internal/dns"
-	"skiff/internal/identity"
 	"skiff/internal/kubelet"
 	"skiff/internal/kubelet/bootstrap"
 	"skiff/internal/kubelet/images"
@@ -36,6 +35,9 @@ import (
 
 // Run joins the cluster and runs the node's pods until ctx ends.
 // kubeVersion is the Kubernetes version the node reports (v1.37.2+skiff-…).
+// Without a node IP in cfg the node takes the default route's address and
+// follows it when it changes (DHCP): it starts its components again with
+// the new address, and the pods keep running.
 func Run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Logger) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the agent runs containers and needs root: run skiff as root (or start the server with --disable-agent)")
@@ -47,12 +49,17 @@ func Run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Lo
 		}
 		cfg.NodeName = strings.ToLower(host)
 	}
-	if cfg.NodeIP == nil {
-		if cfg.NodeIP = identity.DefaultAddress(cfg.ServiceCIDR, cfg.ClusterCIDR); cfg.NodeIP == nil {
-			log.Warn("this machine has no address other nodes can reach (no default route, no global address); using 127.0.0.1: set --node-ip")
-			cfg.NodeIP = net.IPv4(127, 0, 0, 1)
-		}
+	if cfg.NodeIP != nil {
+		return run(ctx, cfg, kubeVersion, log)
 	}
+	return followNodeIP(ctx, cfg, log, func(ctx context.Context, cfg config.Agent) error {
+		return run(ctx, cfg, kubeVersion, log)
+	})
+}
+
+// run runs the agent with cfg.NodeIP until ctx ends; every goroutine it
+// starts has ended when it returns.
+func run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Logger) error {
 	layout := config.Layout{DataDir: cfg.DataDir}
 	hostname, _ := os.Hostname()
 	joined, err := join(ctx, bootstrap.Config{
@@ -107,8 +114,10 @@ func Run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Lo
 		return err
 	}
 	var networkFactory kubelet.NetworkFactory
+	var networkRuns sync.WaitGroup
+	defer networkRuns.Wait()
 	if cfg.PodNetwork != "none" {
-		networkFactory = podNetwork(ctx, cfg, rc, log)
+		networkFactory = podNetwork(cfg, rc, &networkRuns, log)
 	}
 	services, err := startServices(ctx, cfg, rc, log)
 	if err != nil {
@@ -134,9 +143,9 @@ func Run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Lo
 }
 
 // podNetwork returns the kubelet's factory for the node's pod network: it
-// is built once the server assigned the node a podCIDR, and runs until ctx
-// ends.
-func podNetwork(ctx context.Context, cfg config.Agent, rc *rest.Config, log *slog.Logger) kubelet.NetworkFactory {
+// is built once the server assigned the node a podCIDR, and runs until the
+// kubelet's context ends; runs ends with it.
+func podNetwork(cfg config.Agent, rc *rest.Config, runs *sync.WaitGroup, log *slog.Logger) kubelet.NetworkFactory {
 	return func(runCtx context.Context, node *corev1.Node) (*network.Network, error) {
 		_, podCIDR, err := net.ParseCIDR(node.Spec.PodCIDR)
 		if err != nil {
@@ -161,10 +170,13 @@ func podNetwork(ctx context.Context, cfg config.Agent, rc *rest.Config, log *slo
 			return nil, err
 		}
 		errc := make(chan error, 1)
-		go func() { errc <- n.Run(runCtx) }()
+		runs.Add(1)
+		go func() { defer runs.Done(); errc <- n.Run(runCtx) }()
 		select {
 		case <-n.Ready():
+			runs.Add(1)
 			go func() {
+				defer runs.Done()
 				if err := <-errc; err != nil && runCtx.Err() == nil {
 					log.Error("pod network stopped", "err", err)
 				}

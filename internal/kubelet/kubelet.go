@@ -236,6 +236,9 @@ func (k *Kubelet) Run(ctx context.Context) error {
 
 	select {
 	case <-ctx.Done():
+		// The API server's port is free once Run returns: the agent may
+		// start again in this process (a new node IP).
+		<-errc
 	case err = <-errc:
 		if err != nil && ctx.Err() == nil {
 			cancel()
