@@ -41,9 +41,9 @@ type netNode struct {
 	// hostIdentity leaves out --node-name and --node-ip: the node is
 	// named after the host name and finds its own address.
 	hostIdentity bool
-	cmd               *exec.Cmd
-	done              chan struct{}
-	logPath           string
+	cmd          *exec.Cmd
+	done         chan struct{}
+	logPath      string
 }
 
 const netSubnet = "192.168.77"
