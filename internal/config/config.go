@@ -238,6 +238,11 @@ func (l Layout) PodManifestsDir() string { return filepath.Join(l.AgentDir(), "p
 // AgentStateFile is the kubelet's bbolt database of the pods it runs.
 func (l Layout) AgentStateFile() string { return filepath.Join(l.AgentDir(), "kubelet.db") }
 
+// LocalCopiesDir holds sealed copies of the ConfigMaps and Secrets the
+// node's pods mount, and the node-local key that seals them: what the node
+// needs to start its pods again while no server answers.
+func (l Layout) LocalCopiesDir() string { return filepath.Join(l.AgentDir(), "local-copies") }
+
 // LabelNodeLocalDNS marks the cluster DNS service (kube-system/kube-dns):
 // its address is answered by every node's agent itself, so the service
 // proxy leaves it alone.

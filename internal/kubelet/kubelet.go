@@ -153,6 +153,7 @@ func New(cfg Config) (*Kubelet, error) {
 	}
 	k.volumes = volumes.New(volumes.Config{
 		Root: layout.PodsDir(), Client: client, NodeName: k.nodeName, Logger: k.log,
+		LocalCopyDir: layout.LocalCopiesDir(),
 	})
 	k.probes = probes.NewManager(probes.Config{OnChange: k.onProbeChange, Logger: k.log})
 	return k, nil
@@ -175,25 +176,38 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	k.wg.Add(1)
 	go func() { defer k.wg.Done(); k.runStaticPods(ctx) }()
 
-	if err := k.waitRegistered(ctx); err != nil {
-		return err
-	}
-	if k.cfg.Agent.OnRegistered != nil {
-		k.cfg.Agent.OnRegistered()
-	}
-	k.wg.Add(1)
-	go func() { defer k.wg.Done(); k.runNodeStatus(ctx) }()
+	// Before any pod worker runs: pods started offline see no services
+	// until the informers sync.
+	shared := informers.NewSharedInformerFactory(k.client, 0)
+	k.services = shared.Core().V1().Services().Lister()
+	// The pod network starts from the node as last kept when no server
+	// answers.
 	if k.cfg.Network != nil {
 		k.wg.Add(1)
 		go func() { defer k.wg.Done(); k.startNetwork(ctx) }()
 	}
+	if err := k.registerNode(ctx); err != nil {
+		n := k.startFromState()
+		k.log.Warn("no server answers: running offline, with the pods this node ran before, from local state, until one does",
+			"pods", n, "err", err)
+		// The node runs its pods: a service manager may count it started.
+		if k.cfg.Agent.OnRegistered != nil {
+			k.cfg.Agent.OnRegistered()
+		}
+		if err := k.waitRegistered(ctx); err != nil {
+			return err
+		}
+		k.log.Info("a server answers again: the node is back online; the API's pods replace the local ones")
+	} else if k.cfg.Agent.OnRegistered != nil {
+		k.cfg.Agent.OnRegistered()
+	}
+	k.wg.Add(1)
+	go func() { defer k.wg.Done(); k.runNodeStatus(ctx) }()
 
 	podInformers := informers.NewSharedInformerFactoryWithOptions(k.client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", k.nodeName).String()
 		}))
-	shared := informers.NewSharedInformerFactory(k.client, 0)
-	k.services = shared.Core().V1().Services().Lister()
 	podInformer := podInformers.Core().V1().Pods().Informer()
 	_, _ = podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { k.podFromAPI(obj.(*corev1.Pod)) },

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"skiff/internal/config"
@@ -30,6 +31,18 @@ func (k *Kubelet) startNetwork(ctx context.Context) {
 	delay := 500 * time.Millisecond
 	for {
 		node, err := k.client.CoreV1().Nodes().Get(ctx, k.nodeName, metav1.GetOptions{})
+		if err == nil && node.Spec.PodCIDR != "" {
+			if err := k.state.putNode(node); err != nil {
+				k.log.Warn("keep the node's podCIDR in local state failed", "err", err)
+			}
+		} else if err != nil && !apierrors.IsNotFound(err) {
+			// No server: the node as last kept, so that pods get their
+			// addresses back.
+			if kept, ok := k.state.node(k.nodeName); ok && kept.Spec.PodCIDR != "" {
+				k.log.Info("no server answers: starting the pod network from the node's last known podCIDR", "podCIDR", kept.Spec.PodCIDR)
+				node, err = kept, nil
+			}
+		}
 		if err == nil && node.Spec.PodCIDR != "" {
 			n, err := k.cfg.Network(ctx, node)
 			if err == nil {
