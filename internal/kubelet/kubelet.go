@@ -17,6 +17,7 @@ import (
 	"os"
 	goruntime "runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -74,6 +75,9 @@ type Kubelet struct {
 	state    *stateDB
 	recorder record.EventRecorder
 	machine  machine
+	// offline is set while the node runs from local state because no
+	// server answered its registration.
+	offline  atomic.Bool
 	nodeName string
 	nodeIP   net.IP
 	hostname string
@@ -153,7 +157,7 @@ func New(cfg Config) (*Kubelet, error) {
 	}
 	k.volumes = volumes.New(volumes.Config{
 		Root: layout.PodsDir(), Client: client, NodeName: k.nodeName, Logger: k.log,
-		LocalCopyDir: layout.LocalCopiesDir(),
+		LocalCopyDir: layout.LocalCopiesDir(), Offline: k.offline.Load,
 	})
 	k.probes = probes.NewManager(probes.Config{OnChange: k.onProbeChange, Logger: k.log})
 	return k, nil
@@ -180,13 +184,16 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	// until the informers sync.
 	shared := informers.NewSharedInformerFactory(k.client, 0)
 	k.services = shared.Core().V1().Services().Lister()
-	// The pod network starts from the node as last kept when no server
-	// answers.
+	regErr := k.registerNode(ctx)
+	if regErr != nil {
+		k.offline.Store(true)
+	}
+	// Offline, the pod network starts from the node as last kept.
 	if k.cfg.Network != nil {
 		k.wg.Add(1)
 		go func() { defer k.wg.Done(); k.startNetwork(ctx) }()
 	}
-	if err := k.registerNode(ctx); err != nil {
+	if err := regErr; err != nil {
 		n := k.startFromState()
 		k.log.Warn("no server answers: running offline, with the pods this node ran before, from local state, until one does",
 			"pods", n, "err", err)
@@ -197,6 +204,7 @@ func (k *Kubelet) Run(ctx context.Context) error {
 		if err := k.waitRegistered(ctx); err != nil {
 			return err
 		}
+		k.offline.Store(false)
 		k.log.Info("a server answers again: the node is back online; the API's pods replace the local ones")
 	} else if k.cfg.Agent.OnRegistered != nil {
 		k.cfg.Agent.OnRegistered()

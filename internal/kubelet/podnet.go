@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"skiff/internal/config"
@@ -30,17 +29,16 @@ func (k *Kubelet) startNetwork(ctx context.Context) {
 	defer close(k.netReady)
 	delay := 500 * time.Millisecond
 	for {
-		node, err := k.client.CoreV1().Nodes().Get(ctx, k.nodeName, metav1.GetOptions{})
-		if err == nil && node.Spec.PodCIDR != "" {
+		var node *corev1.Node
+		var err error
+		// No server: the node as last kept, so that pods get their
+		// addresses back.
+		if kept, ok := k.state.node(k.nodeName); ok && kept.Spec.PodCIDR != "" && k.offline.Load() {
+			k.log.Info("no server answers: starting the pod network from the node's last known podCIDR", "podCIDR", kept.Spec.PodCIDR)
+			node = kept
+		} else if node, err = k.client.CoreV1().Nodes().Get(ctx, k.nodeName, metav1.GetOptions{}); err == nil && node.Spec.PodCIDR != "" {
 			if err := k.state.putNode(node); err != nil {
 				k.log.Warn("keep the node's podCIDR in local state failed", "err", err)
-			}
-		} else if err != nil && !apierrors.IsNotFound(err) {
-			// No server: the node as last kept, so that pods get their
-			// addresses back.
-			if kept, ok := k.state.node(k.nodeName); ok && kept.Spec.PodCIDR != "" {
-				k.log.Info("no server answers: starting the pod network from the node's last known podCIDR", "podCIDR", kept.Spec.PodCIDR)
-				node, err = kept, nil
 			}
 		}
 		if err == nil && node.Spec.PodCIDR != "" {

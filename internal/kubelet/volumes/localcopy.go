@@ -182,6 +182,20 @@ func (m *Manager) fromLocalCopy(kind, ns, name string, err error) (map[string][]
 	return data, ok
 }
 
+// offlineCopy is the object's local copy while the node knows that no
+// server answers (a read would only wait for retries to fail).
+func (m *Manager) offlineCopy(kind, ns, name string) (map[string][]byte, bool) {
+	if m.copies == nil || m.cfg.Offline == nil || !m.cfg.Offline() {
+		return nil, false
+	}
+	data, ok, err := m.copies.get(kind, ns, name)
+	if err != nil {
+		m.log.Warn("local copy unusable", "object", objectID(kind, ns, name), "err", err)
+		return nil, false
+	}
+	return data, ok
+}
+
 func (m *Manager) removeLocalCopy(kind, ns, name string) {
 	if m.copies != nil {
 		m.copies.remove(kind, ns, name)

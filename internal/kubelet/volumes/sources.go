@@ -81,6 +81,10 @@ func (k keyed) addTo(p payload) error {
 
 func (m *Manager) configMap(ctx context.Context, ns, name string, optional *bool) (keyed, error) {
 	k := keyed{kind: "configmap", name: name, optional: optional != nil && *optional}
+	if data, ok := m.offlineCopy(kindConfigMap, ns, name); ok {
+		k.found, k.data = true, data
+		return k, nil
+	}
 	cm, err := m.cfg.Client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
@@ -110,6 +114,10 @@ func (m *Manager) configMap(ctx context.Context, ns, name string, optional *bool
 
 func (m *Manager) secret(ctx context.Context, ns, name string, optional *bool) (keyed, error) {
 	k := keyed{kind: "secret", name: name, optional: optional != nil && *optional}
+	if data, ok := m.offlineCopy(kindSecret, ns, name); ok {
+		k.found, k.data = true, data
+		return k, nil
+	}
 	s, err := m.cfg.Client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):

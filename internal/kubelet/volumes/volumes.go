@@ -38,7 +38,10 @@ type Config struct {
 	// Secrets that volumes use, so that they can be set up again while no
 	// server answers.
 	LocalCopyDir string
-	Logger       *slog.Logger
+	// Offline, when set and true, says no server answers now: the local
+	// copies are read first, without waiting on the API.
+	Offline func() bool
+	Logger  *slog.Logger
 }
 
 // Manager sets up and tears down pod volumes. It is safe for concurrent use
