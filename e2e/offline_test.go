@@ -54,8 +54,16 @@ kind: Secret
 metadata: {name: edge-sec}
 stringData: {password: s3cret}
 ---
+apiVersion: v1
+kind: Service
+metadata: {name: edge-svc}
+spec:
+  selector: {app: edge-svc}
+  ports: [{port: 80}]
+---
 ` + pod("keeper", "3617") + "---\n" + pod("doomed", "3618"))
 	c.kubectl("wait", "--for=condition=Ready", "pod/keeper", "pod/doomed", "--timeout=120s")
+	svcIP := c.kubectl("get", "svc", "edge-svc", "-o", "jsonpath={.spec.clusterIP}")
 	keeperUID := c.kubectl("get", "pod", "keeper", "-o", "jsonpath={.metadata.uid}")
 	doomedUID := c.kubectl("get", "pod", "doomed", "-o", "jsonpath={.metadata.uid}")
 	if n := countProcs("sleep", "3617"); n != 1 {
@@ -83,6 +91,22 @@ stringData: {password: s3cret}
 	t.Logf("with no server, the rebooted agent runs its pod again %s after it started", secs(time.Since(started)))
 	if log := logSince(a1, off); !strings.Contains(log, "running offline") {
 		t.Errorf("the agent does not say it runs offline; log:\n%s", tail(a1.logPath, 30))
+	}
+	// Services and DNS as last known, with no server.
+	if !waitFor(90*time.Second, func() bool {
+		out, err := inNS(a1.ns, "busybox", "nslookup", "edge-svc.default.svc.cluster.local", "10.43.0.10")
+		return err == nil && strings.Contains(out, svcIP)
+	}) {
+		out, err := inNS(a1.ns, "busybox", "nslookup", "edge-svc.default.svc.cluster.local", "10.43.0.10")
+		t.Errorf("offline, the node's DNS does not answer the last known service %s: %v\n%s", svcIP, err, out)
+	} else {
+		t.Logf("offline, the node's DNS answers the last known services %s after the agent started", secs(time.Since(started)))
+	}
+	if !waitFor(30*time.Second, func() bool {
+		out, _ := inNS(a1.ns, "iptables-save", "-t", "nat")
+		return strings.Contains(out, svcIP)
+	}) {
+		t.Errorf("offline, the node has no service rules for the last known service %s", svcIP)
 	}
 
 	c.start(s1)

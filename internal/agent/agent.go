@@ -197,10 +197,11 @@ func startServices(ctx context.Context, cfg config.Agent, rc *rest.Config, log *
 	if cfg.PodNetwork == "none" {
 		return &wg, nil
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	apiClient, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, err
 	}
+	client := newLastKnown(apiClient, config.Layout{DataDir: cfg.DataDir}.LastKnownDir(), log.With("component", "last-known"))
 	proxier, err := proxy.New(proxy.Config{
 		Client:      client,
 		NodeName:    cfg.NodeName,

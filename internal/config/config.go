@@ -243,6 +243,10 @@ func (l Layout) AgentStateFile() string { return filepath.Join(l.AgentDir(), "ku
 // needs to start its pods again while no server answers.
 func (l Layout) LocalCopiesDir() string { return filepath.Join(l.AgentDir(), "local-copies") }
 
+// LastKnownDir holds the Services, EndpointSlices and Nodes last listed,
+// which the node's service proxy and DNS serve while no server answers.
+func (l Layout) LastKnownDir() string { return filepath.Join(l.AgentDir(), "last-known") }
+
 // LabelNodeLocalDNS marks the cluster DNS service (kube-system/kube-dns):
 // its address is answered by every node's agent itself, so the service
 // proxy leaves it alone.

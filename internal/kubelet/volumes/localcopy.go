@@ -148,10 +148,12 @@ func (c *localCopies) remove(kind, ns, name string) {
 	_ = os.Remove(c.path(kind, ns, name))
 }
 
-// unreachable reports whether err means no server answered (rather than
-// an answer, such as NotFound or Forbidden, that the API gave, or a
-// problem of the object itself).
-func unreachable(err error) bool {
+func unreachable(err error) bool { return Unreachable(err) }
+
+// Unreachable reports whether err, from a client of the API, means no
+// server answered (rather than an answer, such as NotFound or Forbidden,
+// that the API gave, or a problem of the object itself).
+func Unreachable(err error) bool {
 	var status apierrors.APIStatus
 	if errors.As(err, &status) {
 		code := status.Status().Code
