@@ -116,6 +116,11 @@ spec:
 	}) {
 		t.Fatalf("a1 not Ready after the server came back; a1 log:\n%s", tail(a1.logPath, 40))
 	}
+	if out, err := c.kubectlQuiet("get", "node", "a1", "-o", `jsonpath={.status.conditions[?(@.type=="Offline")].message}`); err != nil || !strings.Contains(out, "ran its pods from local state") {
+		t.Errorf("once back, the node does not say it ran offline (condition Offline): %v %q", err, out)
+	} else {
+		t.Logf("node condition Offline: %s", out)
+	}
 	if !waitFor(60*time.Second, func() bool {
 		out, err := c.kubectlQuiet("get", "pod", "keeper", "-o", `jsonpath={.metadata.uid} {.status.phase} {.status.containerStatuses[0].ready}`)
 		return err == nil && out == keeperUID+" Running true"

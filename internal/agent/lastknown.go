@@ -37,6 +37,10 @@ func newLastKnown(client kubernetes.Interface, dir string, log *slog.Logger) *la
 	return &lastKnown{Interface: client, dir: dir, log: log}
 }
 
+// IsWatchListSemanticsUnSupported has the informers list (and so keep
+// what they list) instead of streaming their initial state in a watch.
+func (k *lastKnown) IsWatchListSemanticsUnSupported() bool { return true }
+
 func (k *lastKnown) CoreV1() typedcorev1.CoreV1Interface {
 	return lastKnownCore{CoreV1Interface: k.Interface.CoreV1(), k: k}
 }

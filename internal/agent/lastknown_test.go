@@ -15,11 +15,15 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/util/watchlist"
 )
 
 func TestLastKnownServices(t *testing.T) {
 	api := fake.NewClientset(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"}})
 	k := newLastKnown(api, t.TempDir(), slog.New(slog.DiscardHandler))
+	if !watchlist.DoesClientNotSupportWatchListSemantics(k) {
+		t.Fatal("informers would stream their initial lists in a watch, which the client does not keep")
+	}
 	ctx := context.Background()
 	if l, err := k.CoreV1().Services("").List(ctx, metav1.ListOptions{}); err != nil || len(l.Items) != 1 {
 		t.Fatalf("list with a server: %v %v", l, err)

@@ -77,10 +77,13 @@ type Kubelet struct {
 	machine  machine
 	// offline is set while the node runs from local state because no
 	// server answered its registration.
-	offline  atomic.Bool
-	nodeName string
-	nodeIP   net.IP
-	hostname string
+	offline atomic.Bool
+	// offlineFrom and offlineUntil are the node's last offline time (Run
+	// writes them before the node status loop starts).
+	offlineFrom, offlineUntil time.Time
+	nodeName                  string
+	nodeIP                    net.IP
+	hostname                  string
 
 	services corelisters.ServiceLister
 	backoff  *backoff
@@ -187,6 +190,7 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	regErr := k.registerNode(ctx)
 	if regErr != nil {
 		k.offline.Store(true)
+		k.offlineFrom = time.Now()
 	}
 	// Offline, the pod network starts from the node as last kept.
 	if k.cfg.Network != nil {
@@ -204,6 +208,7 @@ func (k *Kubelet) Run(ctx context.Context) error {
 		if err := k.waitRegistered(ctx); err != nil {
 			return err
 		}
+		k.offlineUntil = time.Now()
 		k.offline.Store(false)
 		k.log.Info("a server answers again: the node is back online; the API's pods replace the local ones")
 	} else if k.cfg.Agent.OnRegistered != nil {

@@ -188,13 +188,32 @@ func (k *Kubelet) conditions(now metav1.Time, old []corev1.NodeCondition) []core
 		}
 		return c
 	}
-	return []corev1.NodeCondition{
+	out := []corev1.NodeCondition{
 		cond(corev1.NodeMemoryPressure, memPressure, "KubeletHasInsufficientMemory", "kubelet has insufficient memory available", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
 		cond(corev1.NodeDiskPressure, diskPressure, "KubeletHasDiskPressure", "kubelet has disk pressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
 		cond(corev1.NodePIDPressure, pidPressure, "KubeletHasInsufficientPID", "kubelet has insufficient PID available", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
 		cond(corev1.NodeReady, false, "", "", "KubeletReady", "kubelet is posting ready status"),
 	}
+	if !k.offlineFrom.IsZero() {
+		// Only a connected node writes its status: the condition tells,
+		// once it is back, that it ran alone.
+		until := k.offlineUntil
+		if until.IsZero() {
+			until = now.Time // the registration that ends it
+		}
+		out = append(out, corev1.NodeCondition{
+			Type: NodeOffline, Status: corev1.ConditionFalse, Reason: "ServerReachable",
+			Message: fmt.Sprintf("no server answered from %s to %s: the node ran its pods from local state",
+				k.offlineFrom.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339)),
+			LastHeartbeatTime: now, LastTransitionTime: metav1.NewTime(until),
+		})
+	}
+	return out
 }
+
+// NodeOffline is the condition of a node that started while no server
+// answered and ran its pods from local state.
+const NodeOffline corev1.NodeConditionType = "Offline"
 
 func (k *Kubelet) desiredStatus(old corev1.NodeStatus) corev1.NodeStatus {
 	st := old
