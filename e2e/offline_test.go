@@ -70,6 +70,15 @@ spec:
 		t.Fatalf("%d keeper processes before the reboot; want 1", n)
 	}
 
+	// The node keeps the services it knows (refreshed every minute).
+	kept := filepath.Join(a1.dir, "data", "agent", "last-known", "services.json")
+	if !waitFor(150*time.Second, func() bool {
+		b, _ := os.ReadFile(kept)
+		return bytes.Contains(b, []byte(`"edge-svc"`))
+	}) {
+		t.Fatalf("%s does not list edge-svc", kept)
+	}
+
 	// The agent "reboots": its process, shims and containers are killed,
 	// its mounts and network devices go.
 	c.kill(a1)

@@ -235,6 +235,7 @@ func startServices(ctx context.Context, cfg config.Agent, rc *rest.Config, log *
 	}
 	run("service proxy", proxier.Run)
 	run("cluster DNS", resolver.Run)
+	run("last known services", func(ctx context.Context) error { client.keepFresh(ctx); return nil })
 	return &wg, nil
 }
 

@@ -3,10 +3,12 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -35,6 +37,32 @@ type lastKnown struct {
 
 func newLastKnown(client kubernetes.Interface, dir string, log *slog.Logger) *lastKnown {
 	return &lastKnown{Interface: client, dir: dir, log: log}
+}
+
+// lastKnownRefresh is how often the kept lists are refreshed while a
+// server answers (the informers list only when they start or relist).
+const lastKnownRefresh = time.Minute
+
+// keepFresh lists Services, EndpointSlices and Nodes every
+// lastKnownRefresh until ctx ends, so that what is kept is at most that
+// old. The lists are served from the API server's cache (resourceVersion 0).
+func (k *lastKnown) keepFresh(ctx context.Context) {
+	tick := time.NewTicker(lastKnownRefresh)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		opts := metav1.ListOptions{ResourceVersion: "0"}
+		_, err1 := k.CoreV1().Services("").List(ctx, opts)
+		_, err2 := k.DiscoveryV1().EndpointSlices("").List(ctx, opts)
+		_, err3 := k.CoreV1().Nodes().List(ctx, opts)
+		if err := errors.Join(err1, err2, err3); err != nil && ctx.Err() == nil {
+			k.log.Debug("refresh the last known lists", "err", err)
+		}
+	}
 }
 
 // IsWatchListSemanticsUnSupported has the informers list (and so keep
