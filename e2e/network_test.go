@@ -38,9 +38,12 @@ type netNode struct {
 	name, ns, ip, dir string
 	server            bool
 	extraArgs         []string // flags of this node's own, after the common ones
-	cmd               *exec.Cmd
-	done              chan struct{}
-	logPath           string
+	// hostIdentity leaves out --node-name and --node-ip: the node is
+	// named after the host name and finds its own address.
+	hostIdentity bool
+	cmd          *exec.Cmd
+	done         chan struct{}
+	logPath      string
 }
 
 const netSubnet = "192.168.77"
@@ -71,6 +74,8 @@ type netNodeSpec struct {
 	name   string
 	server bool
 	args   []string
+	// hostIdentity: no --node-name and no --node-ip (see netNode).
+	hostIdentity bool
 }
 
 // startNetCluster builds the namespaces and starts the three nodes.
@@ -105,7 +110,7 @@ func startNetNodes(t testing.TB, tag, mode string, specs []netNodeSpec) *netClus
 	for i, spec := range specs {
 		name := spec.name
 		n := &netNode{name: name, ns: "sk" + c.id + name, ip: fmt.Sprintf("%s.%d", netSubnet, 11+i), dir: filepath.Join(c.dir, name),
-			server: spec.server, extraArgs: spec.args}
+			server: spec.server, extraArgs: spec.args, hostIdentity: spec.hostIdentity}
 		n.logPath = filepath.Join(n.dir, "skiff.log")
 		c.nodes = append(c.nodes, n)
 		run(t, "ip", "netns", "add", n.ns)
@@ -185,11 +190,12 @@ func tail(path string, n int) string {
 func (c *netCluster) args(n *netNode) []string {
 	common := []string{
 		"--data-dir", filepath.Join(n.dir, "data"),
-		"--node-name", n.name,
-		"--node-ip", n.ip,
 		"--pod-log-dir", filepath.Join(n.dir, "pod-logs"),
 		"--cgroup-parent", "/skiff-e2e-" + c.id + n.name,
 		"--pod-network", c.mode,
+	}
+	if !n.hostIdentity {
+		common = append(common, "--node-name", n.name, "--node-ip", n.ip)
 	}
 	var role []string
 	switch {

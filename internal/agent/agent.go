@@ -35,6 +35,9 @@ import (
 
 // Run joins the cluster and runs the node's pods until ctx ends.
 // kubeVersion is the Kubernetes version the node reports (v1.37.2+skiff-…).
+// Without a node IP in cfg the node takes the default route's address and
+// follows it when it changes (DHCP): it starts its components again with
+// the new address, and the pods keep running.
 func Run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Logger) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the agent runs containers and needs root: run skiff as root (or start the server with --disable-agent)")
@@ -46,9 +49,17 @@ func Run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Lo
 		}
 		cfg.NodeName = strings.ToLower(host)
 	}
-	if cfg.NodeIP == nil {
-		cfg.NodeIP = kubelet.DefaultNodeIP()
+	if cfg.NodeIP != nil {
+		return run(ctx, cfg, kubeVersion, log)
 	}
+	return followNodeIP(ctx, cfg, log, func(ctx context.Context, cfg config.Agent) error {
+		return run(ctx, cfg, kubeVersion, log)
+	})
+}
+
+// run runs the agent with cfg.NodeIP until ctx ends; every goroutine it
+// starts has ended when it returns.
+func run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Logger) error {
 	layout := config.Layout{DataDir: cfg.DataDir}
 	hostname, _ := os.Hostname()
 	joined, err := join(ctx, bootstrap.Config{
@@ -103,8 +114,10 @@ func Run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Lo
 		return err
 	}
 	var networkFactory kubelet.NetworkFactory
+	var networkRuns sync.WaitGroup
+	defer networkRuns.Wait()
 	if cfg.PodNetwork != "none" {
-		networkFactory = podNetwork(ctx, cfg, rc, log)
+		networkFactory = podNetwork(cfg, rc, &networkRuns, log)
 	}
 	services, err := startServices(ctx, cfg, rc, log)
 	if err != nil {
@@ -130,9 +143,9 @@ func Run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Lo
 }
 
 // podNetwork returns the kubelet's factory for the node's pod network: it
-// is built once the server assigned the node a podCIDR, and runs until ctx
-// ends.
-func podNetwork(ctx context.Context, cfg config.Agent, rc *rest.Config, log *slog.Logger) kubelet.NetworkFactory {
+// is built once the server assigned the node a podCIDR, and runs until the
+// kubelet's context ends; runs ends with it.
+func podNetwork(cfg config.Agent, rc *rest.Config, runs *sync.WaitGroup, log *slog.Logger) kubelet.NetworkFactory {
 	return func(runCtx context.Context, node *corev1.Node) (*network.Network, error) {
 		_, podCIDR, err := net.ParseCIDR(node.Spec.PodCIDR)
 		if err != nil {
@@ -157,10 +170,13 @@ func podNetwork(ctx context.Context, cfg config.Agent, rc *rest.Config, log *slo
 			return nil, err
 		}
 		errc := make(chan error, 1)
-		go func() { errc <- n.Run(runCtx) }()
+		runs.Add(1)
+		go func() { defer runs.Done(); errc <- n.Run(runCtx) }()
 		select {
 		case <-n.Ready():
+			runs.Add(1)
 			go func() {
+				defer runs.Done()
 				if err := <-errc; err != nil && runCtx.Err() == nil {
 					log.Error("pod network stopped", "err", err)
 				}
@@ -181,10 +197,11 @@ func startServices(ctx context.Context, cfg config.Agent, rc *rest.Config, log *
 	if cfg.PodNetwork == "none" {
 		return &wg, nil
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	apiClient, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, err
 	}
+	client := newLastKnown(apiClient, config.Layout{DataDir: cfg.DataDir}.LastKnownDir(), log.With("component", "last-known"))
 	proxier, err := proxy.New(proxy.Config{
 		Client:      client,
 		NodeName:    cfg.NodeName,
@@ -218,6 +235,7 @@ func startServices(ctx context.Context, cfg config.Agent, rc *rest.Config, log *
 	}
 	run("service proxy", proxier.Run)
 	run("cluster DNS", resolver.Run)
+	run("last known services", func(ctx context.Context) error { client.keepFresh(ctx); return nil })
 	return &wg, nil
 }
 

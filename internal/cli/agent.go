@@ -14,6 +14,7 @@ import (
 	"skiff/internal/agent"
 	"skiff/internal/apiserver"
 	"skiff/internal/config"
+	"skiff/internal/identity"
 )
 
 // nodeFlags are the kubelet's flags, shared by `skiff agent` and the agent
@@ -22,6 +23,7 @@ func nodeFlags() []cli.Flag {
 	def := config.DefaultAgent()
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "node-label", Usage: "label for this node, KEY=VALUE (repeatable)"},
+		&cli.BoolFlag{Name: "with-node-id", Usage: "append a stable random suffix (kept in the data dir) to the node name, for machines that share a host name", EnvVars: []string{"SKIFF_WITH_NODE_ID"}},
 		&cli.StringFlag{Name: "kubelet-address", Usage: "address the kubelet API listens on (default: all)"},
 		&cli.IntFlag{Name: "kubelet-port", Value: def.KubeletPort, Usage: "kubelet API port (logs, exec, port-forward)"},
 		&cli.StringFlag{Name: "pod-log-dir", Value: def.PodLogDir, Usage: "where container logs are written"},
@@ -58,7 +60,10 @@ func agentCommand() *cli.Command {
 func agentConfig(c *cli.Context, nodeIP string) (config.Agent, error) {
 	cfg := config.DefaultAgent()
 	cfg.DataDir = c.String("data-dir")
-	cfg.NodeName = c.String("node-name")
+	var err error
+	if cfg.NodeName, err = nodeName(c, cfg.DataDir); err != nil {
+		return cfg, err
+	}
 	if nodeIP != "" {
 		if cfg.NodeIP = net.ParseIP(nodeIP); cfg.NodeIP == nil {
 			return cfg, fmt.Errorf("--node-ip %q: not an IP address", nodeIP)
@@ -89,7 +94,6 @@ func agentConfig(c *cli.Context, nodeIP string) (config.Agent, error) {
 	default:
 		return cfg, fmt.Errorf("--pod-network %q: want vxlan, host-gw or none", cfg.PodNetwork)
 	}
-	var err error
 	if cfg.ClusterCIDR, err = config.ParseCIDR("cluster-cidr", c.String("cluster-cidr")); err != nil {
 		return cfg, err
 	}
@@ -132,6 +136,12 @@ func runAgent(c *cli.Context) error {
 	log := newLogger(c)
 	cfg.OnRegistered = func() { notifyReady(ctx, nil, log) }
 	return agent.Run(ctx, cfg, kubeletVersion(), log)
+}
+
+// nodeName is --node-name or the host name, with the stable suffix kept
+// in the data dir under --with-node-id.
+func nodeName(c *cli.Context, dataDir string) (string, error) {
+	return identity.NodeName(c.String("node-name"), c.Bool("with-node-id"), config.Layout{DataDir: dataDir}.NodeIDFile())
 }
 
 // kubeletVersion is what nodes report, e.g. v1.37.2+skiff-0.1.0.

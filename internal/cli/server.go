@@ -130,7 +130,9 @@ func serverConfig(c *cli.Context) (config.Server, error) {
 	cfg.DisableAgent = c.Bool("disable-agent")
 	cfg.DisableScheduler = c.Bool("disable-scheduler")
 	cfg.DisableControllerManager = c.Bool("disable-controller-manager")
-	cfg.NodeName = c.String("node-name")
+	if cfg.NodeName, err = nodeName(c, cfg.DataDir); err != nil {
+		return cfg, err
+	}
 	cfg.LeaderElectTTL = c.Duration("leader-elect-ttl")
 	if cfg.LeaderElectTTL < 2*time.Second {
 		return cfg, fmt.Errorf("--leader-elect-ttl %v: must be at least 2s", cfg.LeaderElectTTL)
@@ -201,6 +203,9 @@ func runServerWithAgent(ctx context.Context, srv *server.Server, agentCfg config
 	}
 	agentCfg.ServerURL = srv.LocalURL()
 	agentCfg.Token = strings.TrimSpace(string(token))
+	// The node names its server's etcd member, which deleting the node
+	// removes.
+	agentCfg.NodeAnnotations = map[string]string{server.AnnotationEtcdMember: srv.EtcdMemberName()}
 	agentErr := make(chan error, 1)
 	go func() { agentErr <- agent.Run(ctx, agentCfg, kubeletVersion(), log) }()
 	select {

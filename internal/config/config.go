@@ -199,11 +199,15 @@ func (l Layout) EtcdDir() string { return filepath.Join(l.ServerDir(), "db", "et
 // SnapshotDir is where etcd snapshots are kept by default.
 func (l Layout) SnapshotDir() string { return filepath.Join(l.ServerDir(), "db", "snapshots") }
 
-// TokenFile holds the join token.
 // ClusterMarker exists once this server's etcd takes peers over TLS on the
 // node's address (--cluster-init or a join); it keeps it so on restarts.
 func (l Layout) ClusterMarker() string { return filepath.Join(l.ServerDir(), "db", "cluster") }
 
+// EtcdMemberNameFile holds this server's etcd member name, unique in the
+// cluster even where servers share a host name.
+func (l Layout) EtcdMemberNameFile() string { return filepath.Join(l.ServerDir(), "db", "member-name") }
+
+// TokenFile holds the join token.
 func (l Layout) TokenFile() string { return filepath.Join(l.ServerDir(), "token") }
 
 // AdminKubeconfig is a copy of the admin kubeconfig kept in the data dir,
@@ -212,6 +216,9 @@ func (l Layout) AdminKubeconfig() string { return filepath.Join(l.ServerDir(), "
 
 // AgentDir holds the agent's state: certificates, images, containers, pods.
 func (l Layout) AgentDir() string { return filepath.Join(l.DataDir, "agent") }
+
+// NodeIDFile holds the suffix --with-node-id appends to the node name.
+func (l Layout) NodeIDFile() string { return filepath.Join(l.AgentDir(), "node-id") }
 
 // ImagesDir is the image store: unpacked layers and their metadata.
 func (l Layout) ImagesDir() string { return filepath.Join(l.AgentDir(), "images") }
@@ -230,6 +237,15 @@ func (l Layout) PodManifestsDir() string { return filepath.Join(l.AgentDir(), "p
 
 // AgentStateFile is the kubelet's bbolt database of the pods it runs.
 func (l Layout) AgentStateFile() string { return filepath.Join(l.AgentDir(), "kubelet.db") }
+
+// LocalCopiesDir holds sealed copies of the ConfigMaps and Secrets the
+// node's pods mount, and the node-local key that seals them: what the node
+// needs to start its pods again while no server answers.
+func (l Layout) LocalCopiesDir() string { return filepath.Join(l.AgentDir(), "local-copies") }
+
+// LastKnownDir holds the Services, EndpointSlices and Nodes last listed,
+// which the node's service proxy and DNS serve while no server answers.
+func (l Layout) LastKnownDir() string { return filepath.Join(l.AgentDir(), "last-known") }
 
 // LabelNodeLocalDNS marks the cluster DNS service (kube-system/kube-dns):
 // its address is answered by every node's agent itself, so the service
@@ -262,6 +278,9 @@ type Agent struct {
 	NodeName   string
 	NodeIP     net.IP
 	NodeLabels map[string]string
+	// NodeAnnotations are set on the Node when it registers (a server's
+	// node names its etcd member).
+	NodeAnnotations map[string]string
 	// ControlPlane marks a server's node with node-role.kubernetes.io/control-plane.
 	ControlPlane bool
 

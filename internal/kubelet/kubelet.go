@@ -17,6 +17,7 @@ import (
 	"os"
 	goruntime "runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +34,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"skiff/internal/config"
+	"skiff/internal/identity"
 	"skiff/internal/kubelet/images"
 	"skiff/internal/kubelet/network"
 	"skiff/internal/kubelet/probes"
@@ -73,9 +75,15 @@ type Kubelet struct {
 	state    *stateDB
 	recorder record.EventRecorder
 	machine  machine
-	nodeName string
-	nodeIP   net.IP
-	hostname string
+	// offline is set while the node runs from local state because no
+	// server answered its registration.
+	offline atomic.Bool
+	// offlineFrom and offlineUntil are the node's last offline time (Run
+	// writes them before the node status loop starts).
+	offlineFrom, offlineUntil time.Time
+	nodeName                  string
+	nodeIP                    net.IP
+	hostname                  string
 
 	services corelisters.ServiceLister
 	backoff  *backoff
@@ -130,7 +138,9 @@ func New(cfg Config) (*Kubelet, error) {
 	}
 	nodeIP := cfg.Agent.NodeIP
 	if nodeIP == nil {
-		nodeIP = DefaultNodeIP()
+		if nodeIP = identity.DefaultAddress(cfg.Agent.ServiceCIDR, cfg.Agent.ClusterCIDR); nodeIP == nil {
+			nodeIP = net.IPv4(127, 0, 0, 1)
+		}
 	}
 	k := &Kubelet{
 		cfg:      cfg,
@@ -150,6 +160,7 @@ func New(cfg Config) (*Kubelet, error) {
 	}
 	k.volumes = volumes.New(volumes.Config{
 		Root: layout.PodsDir(), Client: client, NodeName: k.nodeName, Logger: k.log,
+		LocalCopyDir: layout.LocalCopiesDir(), Offline: k.offline.Load,
 	})
 	k.probes = probes.NewManager(probes.Config{OnChange: k.onProbeChange, Logger: k.log})
 	return k, nil
@@ -172,25 +183,44 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	k.wg.Add(1)
 	go func() { defer k.wg.Done(); k.runStaticPods(ctx) }()
 
-	if err := k.waitRegistered(ctx); err != nil {
-		return err
+	// Before any pod worker runs: pods started offline see no services
+	// until the informers sync.
+	shared := informers.NewSharedInformerFactory(k.client, 0)
+	k.services = shared.Core().V1().Services().Lister()
+	regErr := k.registerNode(ctx)
+	if regErr != nil {
+		k.offline.Store(true)
+		k.offlineFrom = time.Now()
 	}
-	if k.cfg.Agent.OnRegistered != nil {
-		k.cfg.Agent.OnRegistered()
-	}
-	k.wg.Add(1)
-	go func() { defer k.wg.Done(); k.runNodeStatus(ctx) }()
+	// Offline, the pod network starts from the node as last kept.
 	if k.cfg.Network != nil {
 		k.wg.Add(1)
 		go func() { defer k.wg.Done(); k.startNetwork(ctx) }()
 	}
+	if err := regErr; err != nil {
+		n := k.startFromState()
+		k.log.Warn("no server answers: running offline, with the pods this node ran before, from local state, until one does",
+			"pods", n, "err", err)
+		// The node runs its pods: a service manager may count it started.
+		if k.cfg.Agent.OnRegistered != nil {
+			k.cfg.Agent.OnRegistered()
+		}
+		if err := k.waitRegistered(ctx); err != nil {
+			return err
+		}
+		k.offlineUntil = time.Now()
+		k.offline.Store(false)
+		k.log.Info("a server answers again: the node is back online; the API's pods replace the local ones")
+	} else if k.cfg.Agent.OnRegistered != nil {
+		k.cfg.Agent.OnRegistered()
+	}
+	k.wg.Add(1)
+	go func() { defer k.wg.Done(); k.runNodeStatus(ctx) }()
 
 	podInformers := informers.NewSharedInformerFactoryWithOptions(k.client, 0,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", k.nodeName).String()
 		}))
-	shared := informers.NewSharedInformerFactory(k.client, 0)
-	k.services = shared.Core().V1().Services().Lister()
 	podInformer := podInformers.Core().V1().Pods().Informer()
 	_, _ = podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { k.podFromAPI(obj.(*corev1.Pod)) },
@@ -233,6 +263,9 @@ func (k *Kubelet) Run(ctx context.Context) error {
 
 	select {
 	case <-ctx.Done():
+		// The API server's port is free once Run returns: the agent may
+		// start again in this process (a new node IP).
+		<-errc
 	case err = <-errc:
 		if err != nil && ctx.Err() == nil {
 			cancel()

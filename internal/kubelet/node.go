@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	goruntime "runtime"
 	"strconv"
@@ -189,13 +188,32 @@ func (k *Kubelet) conditions(now metav1.Time, old []corev1.NodeCondition) []core
 		}
 		return c
 	}
-	return []corev1.NodeCondition{
+	out := []corev1.NodeCondition{
 		cond(corev1.NodeMemoryPressure, memPressure, "KubeletHasInsufficientMemory", "kubelet has insufficient memory available", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
 		cond(corev1.NodeDiskPressure, diskPressure, "KubeletHasDiskPressure", "kubelet has disk pressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
 		cond(corev1.NodePIDPressure, pidPressure, "KubeletHasInsufficientPID", "kubelet has insufficient PID available", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
 		cond(corev1.NodeReady, false, "", "", "KubeletReady", "kubelet is posting ready status"),
 	}
+	if !k.offlineFrom.IsZero() {
+		// Only a connected node writes its status: the condition tells,
+		// once it is back, that it ran alone.
+		until := k.offlineUntil
+		if until.IsZero() {
+			until = now.Time // the registration that ends it
+		}
+		out = append(out, corev1.NodeCondition{
+			Type: NodeOffline, Status: corev1.ConditionFalse, Reason: "ServerReachable",
+			Message: fmt.Sprintf("no server answered from %s to %s: the node ran its pods from local state",
+				k.offlineFrom.UTC().Format(time.RFC3339), until.UTC().Format(time.RFC3339)),
+			LastHeartbeatTime: now, LastTransitionTime: metav1.NewTime(until),
+		})
+	}
+	return out
 }
+
+// NodeOffline is the condition of a node that started while no server
+// answered and ran its pods from local state.
+const NodeOffline corev1.NodeConditionType = "Offline"
 
 func (k *Kubelet) desiredStatus(old corev1.NodeStatus) corev1.NodeStatus {
 	st := old
@@ -235,7 +253,7 @@ func (k *Kubelet) nodeImages() []corev1.ContainerImage {
 func (k *Kubelet) registerNode(ctx context.Context) error {
 	nodes := k.client.CoreV1().Nodes()
 	node := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: k.nodeName, Labels: k.nodeLabels()},
+		ObjectMeta: metav1.ObjectMeta{Name: k.nodeName, Labels: k.nodeLabels(), Annotations: k.cfg.Agent.NodeAnnotations},
 	}
 	node.Status = k.desiredStatus(corev1.NodeStatus{})
 	created, err := nodes.Create(ctx, node, metav1.CreateOptions{})
@@ -256,6 +274,12 @@ func (k *Kubelet) registerNode(ctx context.Context) error {
 		}
 		for key, v := range k.nodeLabels() {
 			existing.Labels[key] = v
+		}
+		if len(k.cfg.Agent.NodeAnnotations) > 0 && existing.Annotations == nil {
+			existing.Annotations = map[string]string{}
+		}
+		for key, v := range k.cfg.Agent.NodeAnnotations {
+			existing.Annotations[key] = v
 		}
 		updated, err := nodes.Update(ctx, existing, metav1.UpdateOptions{})
 		if err != nil {
@@ -359,32 +383,4 @@ func (k *Kubelet) renewLease(ctx context.Context) error {
 	lease.Spec.RenewTime = &now
 	_, err = leases.Update(ctx, lease, metav1.UpdateOptions{})
 	return err
-}
-
-// DefaultNodeIP is the address of the interface holding the default route,
-// or loopback on a machine without one.
-func DefaultNodeIP() net.IP {
-	// The kernel's route table, not a probe packet: /proc/net/route names
-	// the default route's interface.
-	b, err := os.ReadFile("/proc/net/route")
-	if err != nil {
-		return net.IPv4(127, 0, 0, 1)
-	}
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) < 2 || f[1] != "00000000" {
-			continue
-		}
-		iface, err := net.InterfaceByName(f[0])
-		if err != nil {
-			continue
-		}
-		addrs, _ := iface.Addrs()
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
-				return n.IP.To4()
-			}
-		}
-	}
-	return net.IPv4(127, 0, 0, 1)
 }

@@ -29,7 +29,18 @@ func (k *Kubelet) startNetwork(ctx context.Context) {
 	defer close(k.netReady)
 	delay := 500 * time.Millisecond
 	for {
-		node, err := k.client.CoreV1().Nodes().Get(ctx, k.nodeName, metav1.GetOptions{})
+		var node *corev1.Node
+		var err error
+		// No server: the node as last kept, so that pods get their
+		// addresses back.
+		if kept, ok := k.state.node(k.nodeName); ok && kept.Spec.PodCIDR != "" && k.offline.Load() {
+			k.log.Info("no server answers: starting the pod network from the node's last known podCIDR", "podCIDR", kept.Spec.PodCIDR)
+			node = kept
+		} else if node, err = k.client.CoreV1().Nodes().Get(ctx, k.nodeName, metav1.GetOptions{}); err == nil && node.Spec.PodCIDR != "" {
+			if err := k.state.putNode(node); err != nil {
+				k.log.Warn("keep the node's podCIDR in local state failed", "err", err)
+			}
+		}
 		if err == nil && node.Spec.PodCIDR != "" {
 			n, err := k.cfg.Network(ctx, node)
 			if err == nil {

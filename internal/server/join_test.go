@@ -46,6 +46,16 @@ func etcdMembers(t *testing.T, s *servertest.Server) map[string]bool {
 	return out
 }
 
+// memberName is the etcd member name the server keeps in its data dir.
+func memberName(t *testing.T, dataDir string) string {
+	t.Helper()
+	b, err := os.ReadFile(config.Layout{DataDir: dataDir}.EtcdMemberNameFile())
+	if err != nil {
+		t.Fatalf("etcd member name: %v", err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 func etcdKeyExists(t *testing.T, s *servertest.Server, key string) bool {
 	t.Helper()
 	cli, ctx := etcdClient(t, s)
@@ -73,9 +83,16 @@ func TestServersJoin(t *testing.T) {
 	s3 := servertest.Start(t, "", join)
 
 	members := etcdMembers(t, s1)
-	if len(members) != 3 || !members[s2.Config.NodeName] || !members[s3.Config.NodeName] || !members[s1.Config.NodeName] {
-		t.Fatalf("etcd members %v: want three voters named after the servers", members)
+	for _, s := range []*servertest.Server{s1, s2, s3} {
+		name := memberName(t, s.DataDir)
+		if !strings.HasPrefix(name, s.Config.NodeName+"-") || !members[name] {
+			t.Fatalf("etcd members %v: want three voters named after the servers' nodes with a suffix; %s is not one", members, name)
+		}
 	}
+	if len(members) != 3 {
+		t.Fatalf("etcd members %v: want three voters", members)
+	}
+	s3Member := memberName(t, s3.DataDir)
 
 	ctx := context.Background()
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "written-on-s1"}, Data: map[string]string{"k": "v"}}
@@ -89,16 +106,18 @@ func TestServersJoin(t *testing.T) {
 
 	// A restart rejoins from the data dir, without being added again.
 	cfg2 := s2.Config
+	s2Member := memberName(t, s2.DataDir)
 	s2.Stop(t)
 	s2 = servertest.StartConfig(t, cfg2)
-	if m := etcdMembers(t, s2); len(m) != 3 {
-		t.Fatalf("after restarting s2, members %v", m)
+	if m := etcdMembers(t, s2); len(m) != 3 || !m[s2Member] {
+		t.Fatalf("after restarting s2, members %v: want three, %s among them", m, s2Member)
 	}
 
 	// Deleting a dead server's node removes its member, even when the node
 	// goes while no server leads (only s1 runs the control loops): the
 	// next leader notices.
-	servertest.AddNode(t, s1.Client(t), s3.Config.NodeName, servertest.WithLabels(map[string]string{config.LabelControlPlane: "true"}))
+	servertest.AddNode(t, s1.Client(t), s3.Config.NodeName, servertest.WithLabels(map[string]string{config.LabelControlPlane: "true"}),
+		func(n *corev1.Node) { n.Annotations = map[string]string{server.AnnotationEtcdMember: s3Member} })
 	servertest.Eventually(t, 30*time.Second, "the leader records that s3 has a node", func() error {
 		if !etcdKeyExists(t, s1, "/skiff/server-nodes/"+s3.Config.NodeName) {
 			return fmt.Errorf("no record")
@@ -113,7 +132,7 @@ func TestServersJoin(t *testing.T) {
 	s3.Stop(t)
 	s1 = servertest.StartConfig(t, cfg1)
 	servertest.Eventually(t, 30*time.Second, "s3's etcd member removed", func() error {
-		if m := etcdMembers(t, s1); len(m) != 2 || m[s3.Config.NodeName] {
+		if m := etcdMembers(t, s1); len(m) != 2 || m[s3Member] {
 			return fmt.Errorf("members %v", m)
 		}
 		return nil
@@ -198,10 +217,51 @@ func TestRestoreThenServersRejoin(t *testing.T) {
 	cfg2.JoinURL = restored.URL()
 	cfg2.HTTPSPort, cfg2.EtcdClientPort, cfg2.EtcdPeerPort = servertest.FreePort(t), servertest.FreePort(t), servertest.FreePort(t)
 	rejoined := servertest.StartConfig(t, cfg2)
-	if m := etcdMembers(t, restored); len(m) != 2 || !m[cfg2.NodeName] {
+	if m := etcdMembers(t, restored); len(m) != 2 || !m[memberName(t, cfg2.DataDir)] {
 		t.Fatalf("after the second server rejoined, members %v", m)
 	}
 	if !configMapExists(t, rejoined.Client(t), "before-a") {
 		t.Fatal("the rejoined server does not see the restored objects")
 	}
+}
+
+// TestServersShareNodeName: two servers with the same node name (cloned
+// machines with one host name) form one cluster, as two members with
+// distinct names; a server whose etcd data predates kept member names goes
+// on with the name it had, its node name.
+func TestServersShareNodeName(t *testing.T) {
+	same := func(c *config.Server) { c.NodeName = "raspberrypi" }
+	s1 := servertest.Start(t, "", clustered, same, servertest.NoControlPlane, func(c *config.Server) { c.ClusterInit = true })
+	s2 := servertest.Start(t, "", clustered, same, servertest.NoControlPlane, func(c *config.Server) {
+		c.JoinURL, c.Token = s1.URL(), s1.JoinToken(t)
+	})
+	m1, m2 := memberName(t, s1.DataDir), memberName(t, s2.DataDir)
+	if m1 == m2 || !strings.HasPrefix(m1, "raspberrypi-") || !strings.HasPrefix(m2, "raspberrypi-") {
+		t.Fatalf("member names %q and %q: want raspberrypi-<suffix>, distinct", m1, m2)
+	}
+	if m := etcdMembers(t, s1); len(m) != 2 || !m[m1] || !m[m2] {
+		t.Fatalf("etcd members %v: want two voters, %s and %s", m, m1, m2)
+	}
+	createConfigMap(t, s2.Client(t), "shared-name")
+	if !configMapExists(t, s1.Client(t), "shared-name") {
+		t.Fatal("the first server does not see what the second wrote")
+	}
+
+	// An upgrade: data from before member names were kept.
+	cfg := s2.Config
+	s2.Stop(t)
+	if err := os.Remove(config.Layout{DataDir: cfg.DataDir}.EtcdMemberNameFile()); err != nil {
+		t.Fatal(err)
+	}
+	cfg.NodeName = "old-" + strings.TrimPrefix(m2, "raspberrypi-")
+	s2 = servertest.StartConfig(t, cfg)
+	if got := memberName(t, cfg.DataDir); got != cfg.NodeName {
+		t.Fatalf("after an upgrade, the kept member name is %q; want the node name %q", got, cfg.NodeName)
+	}
+	servertest.Eventually(t, 30*time.Second, "the upgraded member named after its node", func() error {
+		if m := etcdMembers(t, s1); len(m) != 2 || !m[cfg.NodeName] {
+			return fmt.Errorf("members %v", m)
+		}
+		return nil
+	})
 }

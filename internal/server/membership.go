@@ -96,16 +96,27 @@ func (s *Server) warnEvenMembers(ctx context.Context, db *etcd.Etcd) error {
 	return nil
 }
 
-// serverNodesPrefix records, per server whose etcd member has a Node of
-// the same name, that it had one: a Node deleted while no server led is
-// then still noticed by the next leader (its delete event is long gone).
+// serverNodesPrefix records, per server's Node whose etcd member exists,
+// the member's name (empty in records of older servers: the node name): a
+// Node deleted while no server led is then still noticed by the next leader
+// (its delete event is long gone).
 const serverNodesPrefix = "/skiff/server-nodes/"
+
+// memberOf is the etcd member name of a server's node: its annotation, or
+// for a node of an older server, which named members after nodes, the node
+// name.
+func memberOf(n *corev1.Node) string {
+	if m := n.Annotations[AnnotationEtcdMember]; m != "" {
+		return m
+	}
+	return n.Name
+}
 
 // removeDeletedServers removes the etcd member of a server whose Node is
 // deleted (`kubectl delete node s3`), as k3s does: the way to take a dead
 // server out of the cluster for good. It runs on the leader until ctx ends.
-// A member is named after its server's node; servers without a node (no
-// agent) are never removed this way.
+// A server's node names its member in an annotation; servers without a
+// node (no agent) are never removed this way.
 func (s *Server) removeDeletedServers(ctx context.Context, db *etcd.Etcd, client kubernetes.Interface) {
 	lg := s.log.With("component", "etcd-members")
 	queue := workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
@@ -117,6 +128,13 @@ func (s *Server) removeDeletedServers(ctx context.Context, db *etcd.Etcd, client
 		AddFunc: func(obj any) {
 			// Only servers' nodes can have a member.
 			if n, ok := obj.(*corev1.Node); ok && n.Labels[config.LabelControlPlane] != "" {
+				queue.Add(n.Name)
+			}
+		},
+		UpdateFunc: func(old, cur any) {
+			o, ok1 := old.(*corev1.Node)
+			n, ok2 := cur.(*corev1.Node)
+			if ok1 && ok2 && n.Labels[config.LabelControlPlane] != "" && memberOf(o) != memberOf(n) {
 				queue.Add(n.Name)
 			}
 		},
@@ -162,25 +180,38 @@ func (s *Server) removeDeletedServers(ctx context.Context, db *etcd.Etcd, client
 	}
 }
 
-// syncServerNode records that the member name has a Node while it has
-// one, and removes the member (and the record) once the Node is gone.
+// syncServerNode records the member of the node name while the node has
+// one, and removes the member (and the record) once the node is gone.
 func (s *Server) syncServerNode(ctx context.Context, db *etcd.Etcd, nodes cache.Indexer, name string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	k := serverNodesPrefix + name
-	if _, exists, _ := nodes.GetByKey(name); exists {
+	if obj, exists, _ := nodes.GetByKey(name); exists {
+		n, ok := obj.(*corev1.Node)
+		if !ok {
+			return nil
+		}
+		member := memberOf(n)
 		ms, err := db.Members(ctx)
-		if err != nil || !slices.ContainsFunc(ms, func(m etcd.Member) bool { return m.Name == name }) {
+		if err != nil || !slices.ContainsFunc(ms, func(m etcd.Member) bool { return m.Name == member }) {
 			return err
 		}
-		_, err = db.Client().Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).Then(clientv3.OpPut(k, "")).Commit()
+		_, err = db.Client().Txn(ctx).If(clientv3.Compare(clientv3.Value(k), "=", member)).Else(clientv3.OpPut(k, member)).Commit()
 		return err
 	}
-	if name == s.cfg.NodeName {
+	resp, err := db.Client().Get(ctx, k)
+	if err != nil {
+		return err
+	}
+	member := name
+	if len(resp.Kvs) > 0 && len(resp.Kvs[0].Value) > 0 {
+		member = string(resp.Kvs[0].Value)
+	}
+	if member == s.EtcdMemberName() {
 		s.log.Warn("this server's own node was deleted; its etcd member stays. To remove this server, stop it and delete its node from another server",
-			"component", "etcd-members", "node", name)
+			"component", "etcd-members", "node", name, "member", member)
 	} else {
-		removed, err := db.RemoveMember(ctx, name)
+		removed, err := db.RemoveMember(ctx, member)
 		if err != nil {
 			return err
 		}
@@ -190,6 +221,6 @@ func (s *Server) syncServerNode(ctx context.Context, db *etcd.Etcd, nodes cache.
 			}
 		}
 	}
-	_, err := db.Client().Delete(ctx, k)
+	_, err = db.Client().Delete(ctx, k)
 	return err
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -32,6 +33,9 @@ type Server struct {
 	log     *slog.Logger
 	version string
 	ready   chan struct{}
+
+	mu         sync.Mutex
+	memberName string // set by Run before etcd starts
 }
 
 // New checks cfg and returns a server to Run.
@@ -90,9 +94,16 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	memberName, err := ensureMemberName(layout, s.cfg.NodeName)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.memberName = memberName
+	s.mu.Unlock()
 
 	etcdCfg := etcd.Config{
-		Name:                s.cfg.NodeName,
+		Name:                memberName,
 		DataDir:             layout.EtcdDir(),
 		ListenAddress:       s.cfg.EtcdListenAddress,
 		ClientPort:          s.cfg.EtcdClientPort,
@@ -306,10 +317,7 @@ func (s *Server) advertiseIP() net.IP {
 	if ip := s.bindIP(); ip != nil {
 		return ip
 	}
-	if ips := hostIPs(); len(ips) > 0 {
-		return ips[0]
-	}
-	return net.IPv4(127, 0, 0, 1)
+	return s.defaultAdvertiseIP()
 }
 
 // servingSANs lists the names and addresses the serving certificate covers.

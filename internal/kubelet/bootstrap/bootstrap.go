@@ -363,7 +363,7 @@ func postCSRs(ctx context.Context, cfg Config, roots *x509.CertPool, body *join.
 	err := Call(ctx, cfg.ServerURL, cfg.Token, roots, http.MethodPost, join.NodeCertsPath, body, &out)
 	var se *StatusError
 	if errors.As(err, &se) && se.Code == http.StatusForbidden {
-		return nil, fmt.Errorf("request node certificates: %w (or give this machine another --node-name)", err)
+		return nil, fmt.Errorf("request node certificates: %w. If this is another machine with the same host name, start it with --with-node-id (appends a stable random suffix to the node name) or with --node-name NAME", err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("request node certificates: %w", err)

@@ -81,14 +81,23 @@ func (k keyed) addTo(p payload) error {
 
 func (m *Manager) configMap(ctx context.Context, ns, name string, optional *bool) (keyed, error) {
 	k := keyed{kind: "configmap", name: name, optional: optional != nil && *optional}
+	if data, ok := m.offlineCopy(kindConfigMap, ns, name); ok {
+		k.found, k.data = true, data
+		return k, nil
+	}
 	cm, err := m.cfg.Client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
+		m.removeLocalCopy(kindConfigMap, ns, name)
 		if k.optional {
 			return k, nil
 		}
 		return k, fmt.Errorf("configmap %q not found", name)
 	case err != nil:
+		if data, ok := m.fromLocalCopy(kindConfigMap, ns, name, err); ok {
+			k.found, k.data = true, data
+			return k, nil
+		}
 		return k, fmt.Errorf("get configmap %q: %w", name, err)
 	}
 	k.found = true
@@ -99,19 +108,29 @@ func (m *Manager) configMap(ctx context.Context, ns, name string, optional *bool
 	for key, v := range cm.BinaryData {
 		k.data[key] = v
 	}
+	m.keepLocalCopy(kindConfigMap, ns, name, k.data)
 	return k, nil
 }
 
 func (m *Manager) secret(ctx context.Context, ns, name string, optional *bool) (keyed, error) {
 	k := keyed{kind: "secret", name: name, optional: optional != nil && *optional}
+	if data, ok := m.offlineCopy(kindSecret, ns, name); ok {
+		k.found, k.data = true, data
+		return k, nil
+	}
 	s, err := m.cfg.Client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
+		m.removeLocalCopy(kindSecret, ns, name)
 		if k.optional {
 			return k, nil
 		}
 		return k, fmt.Errorf("secret %q not found", name)
 	case err != nil:
+		if data, ok := m.fromLocalCopy(kindSecret, ns, name, err); ok {
+			k.found, k.data = true, data
+			return k, nil
+		}
 		return k, fmt.Errorf("get secret %q: %w", name, err)
 	}
 	k.found = true
@@ -122,6 +141,7 @@ func (m *Manager) secret(ctx context.Context, ns, name string, optional *bool) (
 	for key, v := range s.Data {
 		k.data[key] = v
 	}
+	m.keepLocalCopy(kindSecret, ns, name, k.data)
 	return k, nil
 }
 

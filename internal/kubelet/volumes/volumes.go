@@ -34,15 +34,23 @@ type Config struct {
 	// NodeName is this node: downwardAPI limits that a container leaves
 	// unset are the node's allocatable resources.
 	NodeName string
-	Logger   *slog.Logger
+	// LocalCopyDir, when set, keeps sealed copies of the ConfigMaps and
+	// Secrets that volumes use, so that they can be set up again while no
+	// server answers.
+	LocalCopyDir string
+	// Offline, when set and true, says no server answers now: the local
+	// copies are read first, without waiting on the API.
+	Offline func() bool
+	Logger  *slog.Logger
 }
 
 // Manager sets up and tears down pod volumes. It is safe for concurrent use
 // on different pods; calls for one pod must not overlap (the kubelet's pod
 // worker serializes them).
 type Manager struct {
-	cfg Config
-	log *slog.Logger
+	cfg    Config
+	log    *slog.Logger
+	copies *localCopies // nil without Config.LocalCopyDir
 }
 
 // New returns a Manager for cfg.
@@ -51,7 +59,11 @@ func New(cfg Config) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{cfg: cfg, log: log.With("component", "volumes")}
+	m := &Manager{cfg: cfg, log: log.With("component", "volumes")}
+	if cfg.LocalCopyDir != "" {
+		m.copies = newLocalCopies(cfg.LocalCopyDir)
+	}
+	return m
 }
 
 // Volume is a prepared volume: the host path to bind into containers.
@@ -152,36 +164,16 @@ func (m *Manager) writeContent(ctx context.Context, pod *corev1.Pod, v *corev1.V
 	if err != nil {
 		return Volume{}, err
 	}
-	p := payload{}
-	s := &v.VolumeSource
-	switch kind {
-	case kindConfigMap:
-		k, err := m.configMap(ctx, pod.Namespace, s.ConfigMap.Name, s.ConfigMap.Optional)
-		if err != nil {
-			return Volume{}, err
+	p, err := m.buildContent(ctx, pod, v, kind)
+	if err != nil {
+		// No server (a service account token cannot be requested, an
+		// object has no local copy): a volume set up before keeps its
+		// files until one answers.
+		if _, lerr := os.Readlink(filepath.Join(dir, dataLink)); lerr == nil && unreachable(err) {
+			m.log.Debug("no server answers: keeping the volume's current files", "pod", pod.Namespace+"/"+pod.Name, "volume", v.Name, "err", err)
+			return Volume{Path: dir, ReadOnly: true}, nil
 		}
-		k.items, k.defMode = s.ConfigMap.Items, s.ConfigMap.DefaultMode
-		err = k.addTo(p)
-		if err != nil {
-			return Volume{}, err
-		}
-	case kindSecret:
-		k, err := m.secret(ctx, pod.Namespace, s.Secret.SecretName, s.Secret.Optional)
-		if err != nil {
-			return Volume{}, err
-		}
-		k.items, k.defMode = s.Secret.Items, s.Secret.DefaultMode
-		if err := k.addTo(p); err != nil {
-			return Volume{}, err
-		}
-	case kindDownward:
-		if err := m.downward(ctx, pod, s.DownwardAPI.Items, s.DownwardAPI.DefaultMode, p); err != nil {
-			return Volume{}, err
-		}
-	case kindProjected:
-		if err := m.projected(ctx, pod, v.Name, s.Projected, p); err != nil {
-			return Volume{}, err
-		}
+		return Volume{}, err
 	}
 	gid := -1
 	if g := fsGroup(pod); g != nil {
@@ -201,6 +193,42 @@ func (m *Manager) writeContent(ctx context.Context, pod *corev1.Pod, v *corev1.V
 	}
 	// The kubelet always mounts these read-only: the files are the API's.
 	return Volume{Path: dir, ReadOnly: true}, nil
+}
+
+// buildContent reads a content volume's files from the API.
+func (m *Manager) buildContent(ctx context.Context, pod *corev1.Pod, v *corev1.Volume, kind string) (payload, error) {
+	p := payload{}
+	s := &v.VolumeSource
+	switch kind {
+	case kindConfigMap:
+		k, err := m.configMap(ctx, pod.Namespace, s.ConfigMap.Name, s.ConfigMap.Optional)
+		if err != nil {
+			return nil, err
+		}
+		k.items, k.defMode = s.ConfigMap.Items, s.ConfigMap.DefaultMode
+		err = k.addTo(p)
+		if err != nil {
+			return nil, err
+		}
+	case kindSecret:
+		k, err := m.secret(ctx, pod.Namespace, s.Secret.SecretName, s.Secret.Optional)
+		if err != nil {
+			return nil, err
+		}
+		k.items, k.defMode = s.Secret.Items, s.Secret.DefaultMode
+		if err := k.addTo(p); err != nil {
+			return nil, err
+		}
+	case kindDownward:
+		if err := m.downward(ctx, pod, s.DownwardAPI.Items, s.DownwardAPI.DefaultMode, p); err != nil {
+			return nil, err
+		}
+	case kindProjected:
+		if err := m.projected(ctx, pod, v.Name, s.Projected, p); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
 }
 
 func (m *Manager) projected(ctx context.Context, pod *corev1.Pod, volName string, src *corev1.ProjectedVolumeSource, p payload) error {
