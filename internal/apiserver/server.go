@@ -56,6 +56,9 @@ type Config struct {
 	// Auth, when set, authenticates with internal/auth, honours
 	// impersonation and authorizes every request (authz.go).
 	Auth *AuthConfig
+	// Admission plugins run after the built-in ones (NodeRestriction and
+	// RBAC escalation checks with Auth).
+	Admission []admission.Plugin
 
 	// ServiceCIDR's first address is the kubernetes service's. Services'
 	// addresses and node ports are allocated by the registry's service
@@ -129,7 +132,7 @@ func New(cfg Config) (*Server, error) {
 	if _, ok := cfg.Registry.Lookup("", "v1", "namespaces"); !ok {
 		return nil, errors.New("apiserver: the registry serves no namespaces")
 	}
-	s.admission = admission.Default(storeGetter{s})
+	s.admission = append(admission.Default(storeGetter{s}), cfg.Admission...)
 	s.fields = newFieldManagers(cfg.Registry.Scheme())
 	s.protobuf = protobuf.NewSerializer(cfg.Registry.Scheme(), cfg.Registry.Scheme())
 	s.kubelets = s.kubeletTransport()

@@ -56,6 +56,8 @@ func serverCommand() *cli.Command {
 			&cli.BoolFlag{Name: "disable-agent", Usage: "run the control plane only, no kubelet on this node"},
 			&cli.BoolFlag{Name: "disable-scheduler", Usage: "do not run the scheduler on this server"},
 			&cli.BoolFlag{Name: "disable-controller-manager", Usage: "do not run the controllers on this server"},
+			&cli.StringFlag{Name: "authorization-mode", Value: config.AuthorizationAlwaysAllow, EnvVars: []string{"SKIFF_AUTHORIZATION_MODE"},
+				Usage: "AlwaysAllow (every authenticated caller is an admin) or Node,RBAC (service-account tokens, RBAC, the node authorizer; in preview)"},
 			&cli.StringFlag{Name: "node-name", Usage: "this node's name (default: the host name)", EnvVars: []string{"SKIFF_NODE_NAME"}},
 			&cli.DurationFlag{Name: "leader-elect-ttl", Value: def.LeaderElectTTL, Usage: "control-plane leader lease TTL; a dead leader is replaced within it"},
 			&cli.DurationFlag{Name: "node-monitor-grace-period", Value: def.Controllers.NodeMonitorGracePeriod, Usage: "how long a node may miss lease renewals before it is marked not ready"},
@@ -130,6 +132,12 @@ func serverConfig(c *cli.Context) (config.Server, error) {
 	cfg.DisableAgent = c.Bool("disable-agent")
 	cfg.DisableScheduler = c.Bool("disable-scheduler")
 	cfg.DisableControllerManager = c.Bool("disable-controller-manager")
+	switch mode := c.String("authorization-mode"); mode {
+	case config.AuthorizationAlwaysAllow, config.AuthorizationNodeRBAC, "RBAC,Node":
+		cfg.AuthorizationMode = mode
+	default:
+		return cfg, fmt.Errorf("--authorization-mode %q: want %s or %s", mode, config.AuthorizationAlwaysAllow, config.AuthorizationNodeRBAC)
+	}
 	if cfg.NodeName, err = nodeName(c, cfg.DataDir); err != nil {
 		return cfg, err
 	}

@@ -79,11 +79,22 @@ type Server struct {
 	LeaderElectTTL time.Duration
 	// NodeName names this server in elections (and, later, as a node).
 	NodeName string
+	// AuthorizationMode is AuthorizationAlwaysAllow (every authenticated
+	// caller may do everything, the first wave's behaviour) or
+	// AuthorizationNodeRBAC (service-account tokens, impersonation, the
+	// node authorizer, RBAC and its admission).
+	AuthorizationMode string
 	// Controllers holds the controllers' own settings.
 	Controllers Controllers
 
 	Debug bool
 }
+
+// Authorization modes of a server.
+const (
+	AuthorizationAlwaysAllow = "AlwaysAllow"
+	AuthorizationNodeRBAC    = "Node,RBAC"
+)
 
 // Controllers are the settings of the control loops.
 type Controllers struct {
@@ -209,6 +220,10 @@ func (l Layout) EtcdMemberNameFile() string { return filepath.Join(l.ServerDir()
 
 // TokenFile holds the join token.
 func (l Layout) TokenFile() string { return filepath.Join(l.ServerDir(), "token") }
+
+// ServiceAccountKeyFile is the key that signs service-account tokens, the
+// same on every server of a cluster.
+func (l Layout) ServiceAccountKeyFile() string { return filepath.Join(l.TLSDir(), "service-account.key") }
 
 // AdminKubeconfig is a copy of the admin kubeconfig kept in the data dir,
 // so `skiff kubeconfig` works even when --write-kubeconfig was elsewhere.

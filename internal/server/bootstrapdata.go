@@ -24,6 +24,9 @@ type bootstrapData struct {
 	CACert []byte `json:"caCert"`
 	CAKey  []byte `json:"caKey"`
 	Token  string `json:"token"`
+	// ServiceAccountKey signs service-account tokens; every server needs
+	// the same one (absent from data stored by older servers).
+	ServiceAccountKey []byte `json:"serviceAccountKey,omitempty"`
 }
 
 // sealedBootstrap is the stored form.

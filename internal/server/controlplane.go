@@ -24,8 +24,11 @@ const LeaderLeaseName = "skiff-control-plane"
 
 // runControlPlane campaigns for leadership and, while this server leads,
 // runs the scheduler and controllers. It returns when ctx is done.
-func (s *Server) runControlPlane(ctx context.Context, db *etcd.Etcd, rc *rest.Config) error {
+func (s *Server) runControlPlane(ctx context.Context, db *etcd.Etcd, rc *rest.Config, extra []manager.Entry) error {
 	entries := controllerEntries(s.cfg)
+	if !s.cfg.DisableControllerManager {
+		entries = append(entries, extra...)
+	}
 	if len(entries) == 0 {
 		return nil
 	}

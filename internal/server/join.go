@@ -91,6 +91,14 @@ func (s *Server) fetchClusterBootstrap(ctx context.Context, layout config.Layout
 		return nil, fmt.Errorf("join %s: %s holds the CA of another cluster; this server was a server of its own. Remove %s to join (its data is lost)",
 			s.cfg.JoinURL, certFile, s.cfg.DataDir)
 	}
+	if len(data.ServiceAccountKey) > 0 {
+		if _, err := pki.ParseKeyPEM(data.ServiceAccountKey); err != nil {
+			return nil, fmt.Errorf("join %s: bootstrap data: service-account key: %w", s.cfg.JoinURL, err)
+		}
+		if err := pki.WriteFileAtomic(layout.ServiceAccountKeyFile(), data.ServiceAccountKey, 0o600); err != nil {
+			return nil, fmt.Errorf("join: write service-account key: %w", err)
+		}
+	}
 	// The key first: EnsureCA treats a lone key as an unfinished CA.
 	if err := pki.WriteFileAtomic(keyFile, data.CAKey, 0o600); err != nil {
 		return nil, fmt.Errorf("join: write CA key: %w", err)

@@ -79,7 +79,11 @@ func (s *Server) storeBootstrap(ctx context.Context, db *etcd.Etcd, layout confi
 	if err != nil {
 		return fmt.Errorf("token file: %w", err)
 	}
-	return storeBootstrap(ctx, db.Client(), secret, bootstrapData{CACert: caCert, CAKey: caKey, Token: string(token)})
+	saKey, err := os.ReadFile(layout.ServiceAccountKeyFile())
+	if err != nil {
+		return err
+	}
+	return storeBootstrap(ctx, db.Client(), secret, bootstrapData{CACert: caCert, CAKey: caKey, Token: string(token), ServiceAccountKey: saKey})
 }
 
 // warnEvenMembers logs a warning when etcd has an even number of voting

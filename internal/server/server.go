@@ -21,6 +21,7 @@ import (
 
 	"skiff/internal/apiserver"
 	"skiff/internal/config"
+	"skiff/internal/controller/manager"
 	"skiff/internal/etcd"
 	"skiff/internal/pki"
 	"skiff/internal/registry"
@@ -143,15 +144,29 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	reg, err := registry.NewWithOptions(registry.Options{
-		DefaultNotReadyTolerationSeconds: s.cfg.Controllers.DefaultNotReadyTolerationSeconds,
-		ServiceIPs:                       serviceIPs,
-		NodePorts:                        registry.NewNodePortAllocator(db.Client(), s.cfg.NodePortRange),
-	})
+	rc, err := loopbackConfig(tlsFiles.adminKubeconfig)
 	if err != nil {
 		return err
 	}
-	api, err := apiserver.New(apiserver.Config{
+	var authn *authSetup
+	if s.authEnabled() {
+		if authn, err = s.newAuth(layout, tlsFiles, rc); err != nil {
+			return err
+		}
+	}
+	regOpts := registry.Options{
+		DefaultNotReadyTolerationSeconds: s.cfg.Controllers.DefaultNotReadyTolerationSeconds,
+		ServiceIPs:                       serviceIPs,
+		NodePorts:                        registry.NewNodePortAllocator(db.Client(), s.cfg.NodePortRange),
+	}
+	if authn != nil {
+		authn.registryOptions(&regOpts)
+	}
+	reg, err := registry.NewWithOptions(regOpts)
+	if err != nil {
+		return err
+	}
+	apiCfg := apiserver.Config{
 		Registry:          reg,
 		Store:             storage.New(db.Client(), reg.Scheme()),
 		Logger:            s.log,
@@ -171,7 +186,11 @@ func (s *Server) Run(ctx context.Context) error {
 		EventTTL:          s.cfg.EventTTL,
 		ClusterDNS:        s.cfg.ClusterDNS,
 		Version:           s.version,
-	})
+	}
+	if authn != nil {
+		authn.apiConfig(&apiCfg)
+	}
+	api, err := apiserver.New(apiCfg)
 	if err != nil {
 		return err
 	}
@@ -193,16 +212,18 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("etcd failed: %w", err)
 	}
 
-	rc, err := loopbackConfig(tlsFiles.adminKubeconfig)
-	if err != nil {
-		cancel()
-		<-apiDone
-		return err
+	var extra []manager.Entry
+	noAuth := make(chan struct{})
+	close(noAuth)
+	var authDone <-chan struct{} = noAuth
+	if authn != nil {
+		authDone = authn.start(runCtx, s.log.With("component", "auth"))
+		extra = authn.controllers()
 	}
 	// The control loops stop first, while the API still answers them.
 	cpCtx, stopControlPlane := context.WithCancel(runCtx)
 	cpDone := make(chan error, 1)
-	go func() { cpDone <- s.runControlPlane(cpCtx, db, rc) }()
+	go func() { cpDone <- s.runControlPlane(cpCtx, db, rc, extra) }()
 	snapDone := s.startSnapshots(cpCtx, db.Client())
 	membershipDone := s.startMembership(cpCtx, db, layout)
 
@@ -221,6 +242,7 @@ func (s *Server) Run(ctx context.Context) error {
 	<-snapDone
 	<-membershipDone
 	cancel()
+	<-authDone
 	if apiErr := <-apiDone; apiErr != nil && err == nil {
 		err = apiErr
 	}
@@ -287,6 +309,9 @@ func (s *Server) ensureTLS(layout config.Layout) (*tlsFiles, error) {
 		if err := pki.WriteFileAtomic(p, kc, mode); err != nil {
 			return nil, fmt.Errorf("write kubeconfig to %s: %w (use --write-kubeconfig to choose another path)", p, err)
 		}
+	}
+	if _, err := ensureServiceAccountKey(layout.ServiceAccountKeyFile()); err != nil {
+		return nil, err
 	}
 	return &tlsFiles{ca: ca, servingCert: certFile, servingKey: keyFile, tokenSecret: secret, adminKubeconfig: kc, kubeletClient: kubeletClient}, nil
 }
