@@ -223,7 +223,9 @@ func (l Layout) TokenFile() string { return filepath.Join(l.ServerDir(), "token"
 
 // ServiceAccountKeyFile is the key that signs service-account tokens, the
 // same on every server of a cluster.
-func (l Layout) ServiceAccountKeyFile() string { return filepath.Join(l.TLSDir(), "service-account.key") }
+func (l Layout) ServiceAccountKeyFile() string {
+	return filepath.Join(l.TLSDir(), "service-account.key")
+}
 
 // AdminKubeconfig is a copy of the admin kubeconfig kept in the data dir,
 // so `skiff kubeconfig` works even when --write-kubeconfig was elsewhere.
