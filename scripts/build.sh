@@ -21,9 +21,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Size limits in bytes, per architecture: the size measured when the limit
 # was last set, plus 10%. A build that grows past them fails, so growth is a
 # decision rather than an accident; raise them here when it is one.
-#   amd64: 81101488 bytes measured (go1.26.8)
-#   arm64: 75526152 bytes measured (go1.26.8)
-declare -A MAX_BYTES=([amd64]=89211637 [arm64]=83078767)
+#   amd64: 95022256 bytes measured (go1.26.8), after CRDs (apiextensions'
+#          schema packages and CEL), server-side apply (managedfields and
+#          the applyconfigurations schemas), OpenAPI and RBAC were added;
+#          it was 81101488 before them
+#   arm64: 75526152 bytes measured before them; the limit assumes the same
+#          17% growth as amd64 (not measured: no cross compiler here)
+declare -A MAX_BYTES=([amd64]=104524481 [arm64]=97343000)
 
 # What `file` says for each architecture.
 declare -A FILE_ARCH=([amd64]="x86-64" [arm64]="ARM aarch64")
