@@ -137,6 +137,10 @@ func TestCustomResources(t *testing.T) {
 		if w.GetGeneration() != 1 {
 			t.Errorf("generation %d, want 1", w.GetGeneration())
 		}
+		_, err = widgets.Create(ctx, widget("strict", map[string]interface{}{"color": "red", "colr": "x"}), metav1.CreateOptions{FieldValidation: "Strict"})
+		if !apierrors.IsBadRequest(err) || !strings.Contains(err.Error(), `unknown field "spec.colr"`) {
+			t.Errorf("Strict with an unknown field: got %v, want 400 naming spec.colr", err)
+		}
 	})
 	t.Run("validation", func(t *testing.T) {
 		_, err := widgets.Create(ctx, widget("bad", map[string]interface{}{"color": "green", "replicas": -1}), metav1.CreateOptions{})

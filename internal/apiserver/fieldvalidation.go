@@ -80,8 +80,13 @@ func (v *fieldValidation) decodeJSON(data []byte, into runtime.Object, kind stri
 	if err != nil {
 		return badRequest("the body of the request could not be decoded as %s: %v", kind, err)
 	}
-	strict = append(slices.Clone(v.yamlProblems), strict...)
-	if len(strict) == 0 {
+	return v.report(append(slices.Clone(v.yamlProblems), strict...), into, kind)
+}
+
+// report applies the field validation to the problems found in a decoded
+// body: a 400 under Strict, Warning headers under Warn.
+func (v *fieldValidation) report(strict []error, into runtime.Object, kind string) error {
+	if v == nil || v.directive == metav1.FieldValidationIgnore || len(strict) == 0 {
 		return nil
 	}
 	if v.directive == metav1.FieldValidationStrict {
@@ -99,6 +104,26 @@ func (v *fieldValidation) decodeJSON(data []byte, into runtime.Object, kind stri
 	}
 	v.warn(strict)
 	return nil
+}
+
+// unknownFieldReporter is a kind whose unknown fields decoding does not
+// see (a custom resource: any JSON decodes into an unstructured object);
+// it reports the fields its schema would prune.
+type unknownFieldReporter interface {
+	UnknownFields(obj runtime.Object) []string
+}
+
+// checkUnknownFields reports a custom object's fields that its schema does
+// not declare, as upstream's field validation does for custom resources.
+func (v *fieldValidation) checkUnknownFields(r unknownFieldReporter, into runtime.Object, kind string) error {
+	if v == nil || v.directive == metav1.FieldValidationIgnore {
+		return nil
+	}
+	var problems []error
+	for _, p := range r.UnknownFields(into) {
+		problems = append(problems, fmt.Errorf("unknown field %q", p))
+	}
+	return v.report(problems, into, kind)
 }
 
 // checkYAML notes the duplicate fields of a YAML body, which its conversion

@@ -189,6 +189,12 @@ func (s *Server) decodeInto(b body, into runtime.Object, gvk schema.GroupVersion
 		}
 	} else if err := b.fields.decodeJSON(b.data, into, gvk.Kind); err != nil {
 		return err
+	} else if res, ok := s.reg.ForKind(gvk); ok {
+		if r, ok := res.Strategy.(unknownFieldReporter); ok {
+			if err := b.fields.checkUnknownFields(r, into, gvk.Kind); err != nil {
+				return err
+			}
+		}
 	}
 	got := into.GetObjectKind().GroupVersionKind()
 	if got.Kind != "" && got.Kind != gvk.Kind || got.Version != "" && got.GroupVersion() != gvk.GroupVersion() {

@@ -404,3 +404,13 @@ func (s *customResourceStrategy) DefaultOnRead(obj runtime.Object) {
 		defaulting.Default(unstructuredContent(obj), s.structural)
 	}
 }
+
+// UnknownFields lists the fields of obj that the schema does not declare
+// (what Default prunes), as "spec.colr", for field validation.
+func (s *customResourceStrategy) UnknownFields(obj runtime.Object) []string {
+	if s.structural == nil {
+		return nil
+	}
+	c := runtime.DeepCopyJSON(unstructuredContent(obj))
+	return pruning.PruneWithOptions(c, s.structural, true, structuralschema.UnknownFieldPathOptions{TrackUnknownFieldPaths: true})
+}
