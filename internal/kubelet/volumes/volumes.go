@@ -348,6 +348,15 @@ func (m *Manager) claim(ctx context.Context, ns string, src *corev1.PersistentVo
 	switch {
 	case pv.Spec.HostPath != nil:
 		p, err = checkHostPath(pv.Spec.HostPath.Path, pv.Spec.HostPath.Type)
+	case pv.Spec.Local != nil && pv.Annotations[annProvisionedBy] == localPathProvisioner:
+		// The local-path provisioner runs on the control plane and only
+		// names the folder; the node that mounts the volume makes it, as
+		// the provisioner's helper pod does upstream.
+		create := corev1.HostPathDirectoryOrCreate
+		p, err = checkHostPath(pv.Spec.Local.Path, &create)
+		if err == nil {
+			err = os.Chmod(p, 0o777)
+		}
 	case pv.Spec.Local != nil:
 		p, err = checkHostPath(pv.Spec.Local.Path, nil)
 		if err == nil {
@@ -363,6 +372,13 @@ func (m *Manager) claim(ctx context.Context, ns string, src *corev1.PersistentVo
 	}
 	return Volume{Path: p, ReadOnly: src.ReadOnly}, nil
 }
+
+// A volume of skiff's local-path provisioner carries these (the agent
+// speaks of the provisioner by its API names, not its package).
+const (
+	annProvisionedBy     = "pv.kubernetes.io/provisioned-by"
+	localPathProvisioner = "skiff.io/local-path"
+)
 
 // checkHostPath enforces a hostPath volume's type, creating what the
 // *OrCreate types ask for, and returns the cleaned path.

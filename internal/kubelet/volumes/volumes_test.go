@@ -413,9 +413,13 @@ func testClaims(t *testing.T, m *Manager, client kubernetes.Interface) {
 	ctx := context.Background()
 	hostDir := t.TempDir()
 	localDir := t.TempDir()
-	mkPV := func(name string, src corev1.PersistentVolumeSource) {
+	mkPV := func(name string, src corev1.PersistentVolumeSource, annotations ...string) {
+		meta := metav1.ObjectMeta{Name: name, Annotations: map[string]string{}}
+		for i := 0; i+1 < len(annotations); i += 2 {
+			meta.Annotations[annotations[i]] = annotations[i+1]
+		}
 		mustCreate(t, client.CoreV1().PersistentVolumes().Create, &corev1.PersistentVolume{
-			ObjectMeta: metav1.ObjectMeta{Name: name},
+			ObjectMeta: meta,
 			Spec: corev1.PersistentVolumeSpec{
 				NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
 					MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{"node-1"}}},
@@ -429,6 +433,12 @@ func testClaims(t *testing.T, m *Manager, client kubernetes.Interface) {
 	mkPV("pv-host", corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{
 		Path: filepath.Join(hostDir, "data"), Type: ptr(corev1.HostPathDirectoryOrCreate)}})
 	mkPV("pv-local", corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: localDir}})
+	// The local-path provisioner names a folder that does not exist yet.
+	provisioned := filepath.Join(t.TempDir(), "storage", "pvc-123_default_db")
+	mkPV("pv-provisioned", corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: provisioned}},
+		"pv.kubernetes.io/provisioned-by", "skiff.io/local-path")
+	missing := filepath.Join(t.TempDir(), "missing")
+	mkPV("pv-missing", corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: missing}})
 	mkClaim := func(name, pv string) {
 		c := mustCreate(t, client.CoreV1().PersistentVolumeClaims(ns).Create, &corev1.PersistentVolumeClaim{
 			ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -449,6 +459,8 @@ func testClaims(t *testing.T, m *Manager, client kubernetes.Interface) {
 	mkClaim("data", "pv-host")
 	mkClaim("fast", "pv-local")
 	mkClaim("pending", "")
+	mkClaim("db", "pv-provisioned")
+	mkClaim("gone", "pv-missing")
 
 	claim := func(name string, ro bool) corev1.Volume {
 		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: name, ReadOnly: ro}}}
@@ -465,6 +477,16 @@ func testClaims(t *testing.T, m *Manager, client kubernetes.Interface) {
 	}
 	if got := vols["fast"]; got.Path != localDir || !got.ReadOnly {
 		t.Errorf("fast = %+v", got)
+	}
+	vols, err = m.SetUp(ctx, newPod("uid-pvc3", claim("db", false)))
+	if err != nil {
+		t.Fatalf("a local-path volume whose folder is not made yet: %v", err)
+	}
+	if info, err := os.Stat(provisioned); err != nil || !info.IsDir() || vols["db"].Path != provisioned {
+		t.Errorf("local-path folder not created: %v %+v", err, vols["db"])
+	}
+	if _, err := m.SetUp(ctx, newPod("uid-pvc4", claim("gone", false))); err == nil || !strings.Contains(err.Error(), "local volume path") {
+		t.Errorf("a plain local volume whose path is missing: err = %v, want an error", err)
 	}
 	_, err = m.SetUp(ctx, newPod("uid-pvc2", claim("pending", false)))
 	if want := `persistentvolumeclaim "pending" is not bound`; err == nil || !strings.Contains(err.Error(), want) {
