@@ -21,13 +21,7 @@ func TestKubectlServerSideApply(t *testing.T) {
 		t.Skip("e2e: skipped in -short mode (builds binaries and starts a server)")
 	}
 	c := startCluster(t)
-	t.Cleanup(func() {
-		if t.Failed() {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			t.Logf("kubectl transcript:\n%s", c.transcript.String())
-		}
-	})
+	c.logTranscriptOnFailure(t)
 	red := c.writeFile(t, "red.yaml", strings.Replace(ssaConfigMap, "%s", "red", 1))
 	blue := c.writeFile(t, "blue.yaml", strings.Replace(ssaConfigMap, "%s", "blue", 1))
 

@@ -53,13 +53,7 @@ func TestKubectlCustomResources(t *testing.T) {
 		t.Skip("e2e: skipped in -short mode (builds binaries and starts a server)")
 	}
 	c := startCluster(t)
-	t.Cleanup(func() {
-		if t.Failed() {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			t.Logf("kubectl transcript:\n%s", c.transcript.String())
-		}
-	})
+	c.logTranscriptOnFailure(t)
 	crd := c.writeFile(t, "crd.yaml", widgetCRDManifest)
 	out := c.mustKubectl(t, "apply", "-f", crd)
 	if !strings.Contains(out, "customresourcedefinition.apiextensions.k8s.io/widgets.example.com created") {

@@ -280,6 +280,17 @@ func (c *cluster) logTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// logTranscriptOnFailure logs the kubectl transcript when t fails.
+func (c *cluster) logTranscriptOnFailure(t *testing.T) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			t.Logf("kubectl transcript:\n%s", c.transcript.String())
+		}
+	})
+}
+
 // kubectlQuiet runs kubectl without recording it in the transcript.
 func (c *cluster) kubectlQuiet(timeout time.Duration, args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
