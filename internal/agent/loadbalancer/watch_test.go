@@ -81,10 +81,14 @@ func TestWatchServersFollowsKubernetesEndpoints(t *testing.T) {
 		}
 		return nil
 	})
-	data, err := os.ReadFile(state)
-	if err != nil || !strings.Contains(string(data), others[1]) {
-		t.Fatalf("state file = %s (err %v), want it to list %s", data, err, others[1])
-	}
+	// The list is saved just after it changes.
+	servertest.Eventually(t, 10*time.Second, "the state file lists the servers", func() error {
+		data, err := os.ReadFile(state)
+		if err != nil || !strings.Contains(string(data), others[1]) {
+			return fmt.Errorf("state file = %s (err %v), want it to list %s", data, err, others[1])
+		}
+		return nil
+	})
 	// The unreachable servers do not disturb clients: the live one stays
 	// preferred.
 	if _, err := client.CoreV1().Namespaces().Get(context.Background(), "default", metav1.GetOptions{}); err != nil {
