@@ -34,6 +34,9 @@ type crdServer struct {
 	// served maps a definition's name to the resources it added and the
 	// resourceVersion they were built from.
 	served map[string]servedCRD
+	// terminating names the definitions whose cleanup is still to finish;
+	// only while there are some does the retry list them again.
+	terminating map[string]bool
 }
 
 type servedCRD struct {
@@ -50,7 +53,7 @@ func newCRDServer(s *Server) (*crdServer, error) {
 	if !ok {
 		return nil, errors.New("the registry serves no customresourcedefinitions")
 	}
-	return &crdServer{s: s, crd: res, served: map[string]servedCRD{}}, nil
+	return &crdServer{s: s, crd: res, served: map[string]servedCRD{}, terminating: map[string]bool{}}, nil
 }
 
 // start serves the stored definitions, then follows changes until ctx is
@@ -139,6 +142,9 @@ func (c *crdServer) resync(ctx context.Context) int64 {
 
 // retryTerminating runs the cleanup of definitions still being deleted.
 func (c *crdServer) retryTerminating(ctx context.Context) {
+	if len(c.terminating) == 0 {
+		return
+	}
 	items, _, err := c.s.store.List(ctx, prefix(c.crd, ""), 0)
 	if err != nil {
 		return
@@ -157,6 +163,7 @@ func (c *crdServer) sync(ctx context.Context, crd *apiextensionsv1.CustomResourc
 		c.serve(crd)
 	}
 	if crd.DeletionTimestamp != nil {
+		c.terminating[crd.Name] = true
 		if err := c.cleanup(ctx, crd); err != nil {
 			c.s.log.Info("deleting custom objects", "crd", crd.Name, "err", err)
 		}
@@ -193,6 +200,7 @@ func (c *crdServer) serve(crd *apiextensionsv1.CustomResourceDefinition) {
 }
 
 func (c *crdServer) remove(name string) {
+	delete(c.terminating, name)
 	for _, gvr := range c.served[name].gvrs {
 		if res, ok := c.s.reg.Lookup(gvr.Group, gvr.Version, gvr.Resource); ok {
 			c.s.fields.forget(res)

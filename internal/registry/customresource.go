@@ -183,23 +183,14 @@ func (s *customResourceStrategy) validate(obj, old runtime.Object) field.ErrorLi
 	return errs
 }
 
-// ValidateUpdate runs the schema with the old object, so CEL transition
-// rules (oldSelf) see it.
-func (s *customResourceStrategy) ValidateUpdate(obj, old runtime.Object) field.ErrorList {
-	errs := s.validate(obj, old)
-	// Validate already ran without the old object; keep only the errors
-	// the update adds (transition rules).
-	seen := map[string]bool{}
-	for _, e := range s.Validate(obj) {
-		seen[e.Error()] = true
-	}
-	var out field.ErrorList
-	for _, e := range errs {
-		if !seen[e.Error()] {
-			out = append(out, e)
-		}
-	}
-	return out
+// ValidateUpdate is not used: an update is checked whole by
+// ValidateWholeUpdate, which runs the schema once with the old object.
+func (s *customResourceStrategy) ValidateUpdate(obj, old runtime.Object) field.ErrorList { return nil }
+
+// ValidateWholeUpdate checks an updated object against the schema and the
+// CEL rules with the old object, so transition rules (oldSelf) see it.
+func (s *customResourceStrategy) ValidateWholeUpdate(obj, old runtime.Object) field.ErrorList {
+	return s.validate(obj, old)
 }
 
 func (s *customResourceStrategy) CopyStatus(dst, src runtime.Object) {

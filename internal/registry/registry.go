@@ -123,6 +123,9 @@ func (r *Resource) Validate(obj runtime.Object) field.ErrorList { return r.Strat
 // ValidateUpdate checks an update against the stored object: the object
 // itself, metadata that may not change, and the kind's immutable fields.
 func (r *Resource) ValidateUpdate(obj, old runtime.Object) field.ErrorList {
+	if w, ok := r.Strategy.(WholeUpdateValidator); ok {
+		return append(w.ValidateWholeUpdate(obj, old), validateMetaUpdate(objectMetaOf(obj), objectMetaOf(old))...)
+	}
 	errs := r.Strategy.Validate(obj)
 	errs = append(errs, validateMetaUpdate(objectMetaOf(obj), objectMetaOf(old))...)
 	return append(errs, r.Strategy.ValidateUpdate(obj, old)...)

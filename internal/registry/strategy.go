@@ -93,6 +93,13 @@ type GenerationStrategy interface {
 	SpecChanged(obj, old runtime.Object) bool
 }
 
+// WholeUpdateValidator is a kind that validates an update in one pass
+// with the old object (custom resources: the schema and CEL rules run
+// once), instead of Validate on the new object plus ValidateUpdate.
+type WholeUpdateValidator interface {
+	ValidateWholeUpdate(obj, old runtime.Object) field.ErrorList
+}
+
 // StatusValidator is a status strategy with rules of its own for status
 // writes, checked instead of ValidateUpdate.
 type StatusValidator interface {
