@@ -92,6 +92,24 @@ metadata: {name: app, namespace: authz}
 		"  volumes: [{name: s, secret: {secretName: mounted}}]\n")
 	c.kubectl("-n", "authz", "wait", "--for=condition=Ready", "pod/user", "--timeout=120s")
 
+	// The subtests fail themselves, not the cluster's test.
+	mustKubectl := func(t *testing.T, args ...string) string {
+		t.Helper()
+		out, err := c.kubectlQuiet(args...)
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	mustApply := func(t *testing.T, manifest string) {
+		t.Helper()
+		p := filepath.Join(c.dir, fmt.Sprintf("m%d.yaml", time.Now().UnixNano()))
+		if err := os.WriteFile(p, []byte(manifest), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mustKubectl(t, "apply", "-f", p)
+	}
+
 	t.Run("node-credential", func(t *testing.T) {
 		out, err := asNode("-n", "authz", "get", "secret", "unrelated")
 		forbidden(t, "the node reads a secret no pod of its uses", out, err, `User "system:node:n2"`, "secrets")
@@ -110,20 +128,20 @@ metadata: {name: app, namespace: authz}
 		}
 		out, err = asNode("create", "namespace", "mine")
 		forbidden(t, "the node creates a namespace", out, err)
-		if got := c.kubectl("get", "node", "n1", "-o", `jsonpath={.metadata.labels.node-role\.kubernetes\.io/control-plane}`); got != "true" {
+		if got := mustKubectl(t, "get", "node", "n1", "-o", `jsonpath={.metadata.labels.node-role\.kubernetes\.io/control-plane}`); got != "true" {
 			t.Errorf("the server's node has control-plane label %q, want true", got)
 		}
 	})
 
 	t.Run("service-account", func(t *testing.T) {
-		token := strings.TrimSpace(c.kubectl("-n", "authz", "create", "token", "app"))
+		token := strings.TrimSpace(mustKubectl(t, "-n", "authz", "create", "token", "app"))
 		kc := c.tokenKubeconfig(t, n2, "app", token)
 		asApp := func(args ...string) (string, error) { return c.kubectlWith(n2, kc, args...) }
 
 		out, err := asApp("-n", "authz", "get", "pods")
 		forbidden(t, "an unbound service account lists pods", out, err, `User "system:serviceaccount:authz:app"`, `cannot list resource "pods"`)
 
-		c.kubectl("-n", "authz", "create", "rolebinding", "app-view", "--clusterrole=view", "--serviceaccount=authz:app")
+		mustKubectl(t, "-n", "authz", "create", "rolebinding", "app-view", "--clusterrole=view", "--serviceaccount=authz:app")
 		if !waitFor(10*time.Second, func() bool { _, err := asApp("-n", "authz", "get", "pods"); return err == nil }) {
 			out, _ := asApp("-n", "authz", "get", "pods")
 			t.Fatalf("the bound service account still may not list pods:\n%s", out)
@@ -133,14 +151,14 @@ metadata: {name: app, namespace: authz}
 		out, err = asApp("-n", "authz", "get", "secrets")
 		forbidden(t, "the view role reads secrets", out, err)
 
-		list := c.kubectl("-n", "authz", "auth", "can-i", "--list", "--as=system:serviceaccount:authz:app")
+		list := mustKubectl(t, "-n", "authz", "auth", "can-i", "--list", "--as=system:serviceaccount:authz:app")
 		if row := tableRow(list, "pods"); row == nil || !strings.Contains(strings.Join(row, " "), "[get list watch]") {
 			t.Errorf("auth can-i --list: no pods row with [get list watch]:\n%s", list)
 		}
 
 		// A subject allowed to write roles still cannot grant what it
 		// does not hold.
-		c.apply(`apiVersion: rbac.authorization.k8s.io/v1
+		mustApply(t, `apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata: {name: role-writer, namespace: authz}
 rules:
@@ -161,21 +179,22 @@ subjects: [{kind: ServiceAccount, name: app, namespace: authz}]
 			t.Fatal("the role-writer binding never took effect")
 		}
 		out, err = asApp("-n", "authz", "create", "role", "secret-reader", "--verb=get", "--resource=secrets")
-		forbidden(t, "a role granting more than its creator holds", out, err, "escalat")
+		forbidden(t, "a role granting more than its creator holds", out, err, "attempting to grant RBAC permissions not currently held")
 		if out, err := asApp("-n", "authz", "create", "role", "pod-reader", "--verb=get", "--resource=pods"); err != nil {
 			t.Errorf("a role within what its creator holds was refused: %v\n%s", err, out)
 		}
 
 		// A token bound to a pod dies with it.
-		c.apply(strings.Replace(podManifest("holder", "n3", "holder", "sleep", "3600"), "metadata:\n", "metadata:\n  namespace: authz\n", 1))
-		uid := c.kubectl("-n", "authz", "get", "pod", "holder", "-o", "jsonpath={.metadata.uid}")
-		bound := strings.TrimSpace(c.kubectl("-n", "authz", "create", "token", "app",
+		mustApply(t, strings.Replace(podManifest("holder", "n3", "holder", "sleep", "3600"), "metadata:\n", "metadata:\n  namespace: authz\n", 1)+
+			"  serviceAccountName: app\n")
+		uid := mustKubectl(t, "-n", "authz", "get", "pod", "holder", "-o", "jsonpath={.metadata.uid}")
+		bound := strings.TrimSpace(mustKubectl(t, "-n", "authz", "create", "token", "app",
 			"--bound-object-kind=Pod", "--bound-object-name=holder", "--bound-object-uid="+uid))
 		bkc := c.tokenKubeconfig(t, n2, "bound", bound)
 		if out, err := c.kubectlWith(n2, bkc, "-n", "authz", "get", "pods"); err != nil {
 			t.Fatalf("a token bound to a live pod was refused: %v\n%s", err, out)
 		}
-		c.kubectl("-n", "authz", "delete", "pod", "holder", "--grace-period=0", "--force")
+		mustKubectl(t, "-n", "authz", "delete", "pod", "holder", "--grace-period=0", "--force")
 		if !waitFor(15*time.Second, func() bool {
 			out, err := c.kubectlWith(n2, bkc, "-n", "authz", "get", "pods")
 			return err != nil && strings.Contains(out, "Unauthorized")
@@ -190,7 +209,7 @@ subjects: [{kind: ServiceAccount, name: app, namespace: authz}]
 		}
 		sig := []byte(parts[2])
 		sig[len(sig)/2] ^= 1
-		audience := strings.TrimSpace(c.kubectl("-n", "authz", "create", "token", "app", "--audience=https://vault.example"))
+		audience := strings.TrimSpace(mustKubectl(t, "-n", "authz", "create", "token", "app", "--audience=https://vault.example"))
 		for name, bad := range map[string]string{
 			"forged":         parts[0] + "." + parts[1] + "." + string(sig),
 			"wrong-audience": audience,

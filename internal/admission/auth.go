@@ -128,14 +128,16 @@ func (w waitForDefault) ServiceAccount(ctx context.Context, namespace, name stri
 	if name != serviceaccount.DefaultServiceAccountName || !apierrors.IsNotFound(err) {
 		return sa, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, defaultAccountWait)
-	defer cancel()
+	giveUp := time.NewTimer(defaultAccountWait)
+	defer giveUp.Stop()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return sa, err
+		case <-giveUp.C:
+			return sa, err // still NotFound: the answer names the account
 		case <-tick.C:
 		}
 		if sa, err = w.objectGetter.ServiceAccount(ctx, namespace, name); !apierrors.IsNotFound(err) {
