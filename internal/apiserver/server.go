@@ -168,7 +168,7 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("apiserver: listen on %s: %w (is another server using the port? set --https-listen-port)", addr, err)
 		}
 	}
-	cert, err := tls.LoadX509KeyPair(s.cfg.CertFile, s.cfg.KeyFile)
+	certs, err := newCertReloader(s.cfg.CertFile, s.cfg.KeyFile, s.log)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("apiserver: load serving certificate: %w", err)
@@ -176,13 +176,16 @@ func (s *Server) Run(ctx context.Context) error {
 	srv := &http.Server{
 		Handler: s.handler,
 		TLSConfig: &tls.Config{
-			Certificates: []tls.Certificate{cert},
-			ClientAuth:   tls.VerifyClientCertIfGiven,
-			ClientCAs:    s.cfg.ClientCA,
-			MinVersion:   tls.VersionTLS12,
-			NextProtos:   []string{"h2", "http/1.1"},
+			GetCertificate: certs.get,
+			ClientAuth:     tls.VerifyClientCertIfGiven,
+			ClientCAs:      s.cfg.ClientCA,
+			MinVersion:     tls.VersionTLS12,
+			NextProtos:     []string{"h2", "http/1.1"},
 		},
 		ReadHeaderTimeout: 30 * time.Second,
+		// As kube-apiserver: an idle keep-alive connection is closed
+		// after 90 s, so clients that went away do not hold sockets.
+		IdleTimeout: 90 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
