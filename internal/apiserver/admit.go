@@ -24,7 +24,7 @@ func (g storeGetter) Get(ctx context.Context, gvr schema.GroupVersionResource, n
 	if !ok {
 		return nil, apierrors.NewNotFound(gvr.GroupResource(), name)
 	}
-	obj, err := g.s.store.Get(ctx, key(res, namespace, name))
+	obj, err := g.s.store.GetRecent(ctx, key(res, namespace, name))
 	if err != nil {
 		return nil, storeErr(err, res.GroupResource(), name)
 	}

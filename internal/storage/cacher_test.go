@@ -380,3 +380,37 @@ func TestNoWatchCacheHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGetRecent: a cached key is read from the cache once it arrived, a
+// key that only shares a prefix is not found, and a key outside every
+// cache is read from etcd.
+func TestGetRecent(t *testing.T) {
+	s := testStore(t, 16)
+	ctx := context.Background()
+	if _, err := s.Create(ctx, cmPrefix+"ns/app-x", configMap("ns", "app-x", "1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetRecent(ctx, cmPrefix+"ns/app"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a key that only prefixes another: err %v, want ErrNotFound", err)
+	}
+	if _, err := s.Create(ctx, cmPrefix+"ns/app", configMap("ns", "app", "2")); err != nil {
+		t.Fatal(err)
+	}
+	var got *corev1.ConfigMap
+	deadline := time.Now().Add(10 * time.Second)
+	for got == nil && time.Now().Before(deadline) {
+		if obj, err := s.GetRecent(ctx, cmPrefix+"ns/app"); err == nil {
+			got = obj.(*corev1.ConfigMap)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got == nil || got.Data["v"] != "2" {
+		t.Fatalf("cached read of ns/app: %+v", got)
+	}
+	if _, err := s.client.Put(ctx, "/registry/other/x", "y"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetRecent(ctx, "/registry/other/missing"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("an uncached missing key: err %v, want ErrNotFound", err)
+	}
+}
