@@ -186,8 +186,8 @@ func (s *Server) Run(ctx context.Context) error {
 		// As kube-apiserver: an idle keep-alive connection is closed
 		// after 90 s, so clients that went away do not hold sockets.
 		IdleTimeout: 90 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
 	cacheCtx, stopCache := context.WithCancel(ctx)
 	cacheDone := s.startWatchCache(cacheCtx)
