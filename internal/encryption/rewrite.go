@@ -182,4 +182,3 @@ func Count(ctx context.Context, cli *clientv3.Client, c *Config) (map[string]map
 	}
 	return out, nil
 }
-

@@ -95,6 +95,10 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	keeper, err := s.loadEncryption(layout)
+	if err != nil {
+		return err
+	}
 	memberName, err := ensureMemberName(layout, s.cfg.NodeName)
 	if err != nil {
 		return err
@@ -140,6 +144,11 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 
+	encRev, err := s.syncEncryption(ctx, db.Client(), layout, keeper)
+	if err != nil {
+		return err
+	}
+
 	serviceIPs, err := registry.NewServiceIPAllocator(db.Client(), s.cfg.ServiceCIDR)
 	if err != nil {
 		return err
@@ -168,7 +177,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	apiCfg := apiserver.Config{
 		Registry:          reg,
-		Store:             storage.New(db.Client(), reg.Scheme()),
+		Store:             storage.NewWithTransformers(db.Client(), reg.Scheme(), keeper),
 		Logger:            s.log,
 		BindAddress:       s.cfg.BindAddress,
 		Port:              s.cfg.HTTPSPort,
@@ -226,6 +235,7 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { cpDone <- s.runControlPlane(cpCtx, db, rc, extra) }()
 	snapDone := s.startSnapshots(cpCtx, db.Client())
 	membershipDone := s.startMembership(cpCtx, db, layout)
+	encryptionDone := s.watchEncryption(runCtx, db.Client(), layout, keeper, encRev)
 
 	select {
 	case <-ctx.Done():
@@ -242,6 +252,7 @@ func (s *Server) Run(ctx context.Context) error {
 	<-snapDone
 	<-membershipDone
 	cancel()
+	<-encryptionDone
 	<-authDone
 	if apiErr := <-apiDone; apiErr != nil && err == nil {
 		err = apiErr
