@@ -273,4 +273,3 @@ func mustGenerate(t *testing.T) []byte {
 	}
 	return data
 }
-
