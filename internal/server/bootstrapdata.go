@@ -155,7 +155,7 @@ func readBootstrap(ctx context.Context, cli *clientv3.Client, secret string) (d 
 		return d, 0, false, fmt.Errorf("read bootstrap data: %w", err)
 	}
 	if len(resp.Kvs) == 0 {
-		return d, resp.Header.Revision, false, nil
+		return d, 0, false, nil
 	}
 	d, err = openBootstrap(secret, resp.Kvs[0].Value)
 	return d, resp.Kvs[0].ModRevision, true, err
