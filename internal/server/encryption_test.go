@@ -131,7 +131,8 @@ func hasRow(out string, fields ...string) bool {
 
 // TestWrongEncryptionConfigStopsServer: a server given a configuration
 // that cannot read the stored secrets does not start, says which key it
-// lacks, and rewrites nothing.
+// lacks, and rewrites nothing; started with its own configuration again, it
+// encrypts a secret stored in plain text (by an older server).
 func TestWrongEncryptionConfigStopsServer(t *testing.T) {
 	s := servertest.Start(t, "")
 	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db"}, Data: map[string][]byte{"v": []byte("plain-text-value")}}
@@ -139,6 +140,13 @@ func TestWrongEncryptionConfigStopsServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := storedKey(t, s, "default", "db")
+	// A secret stored in plain text, as by a server from before
+	// encryption at rest: the next start encrypts it.
+	cli, ctx := etcdClient(t, s)
+	legacy := `{"kind":"Secret","apiVersion":"v1","metadata":{"name":"legacy","namespace":"default","uid":"0b8a3c1e-5c1d-4f3e-9b1a-2c3d4e5f6a7b","creationTimestamp":"2026-01-01T00:00:00Z"},"data":{"v":"cGxhaW4tbGVnYWN5"},"type":"Opaque"}`
+	if _, err := cli.Put(ctx, "/registry/secrets/default/legacy", legacy); err != nil {
+		t.Fatal(err)
+	}
 	cfg := s.Config
 	s.Stop(t)
 
@@ -169,5 +177,11 @@ func TestWrongEncryptionConfigStopsServer(t *testing.T) {
 	s = servertest.StartConfig(t, cfg)
 	if v := secretValue(t, s, "db"); v != "plain-text-value" {
 		t.Fatalf("after the refused start, the secret reads %q", v)
+	}
+	if k := storedKey(t, s, "default", "legacy"); k != key {
+		t.Fatalf("the plain-text secret is stored under %q after a start, want %s", k, key)
+	}
+	if v := secretValue(t, s, "legacy"); v != "plain-legacy" {
+		t.Fatalf("the formerly plain secret reads %q", v)
 	}
 }
