@@ -24,6 +24,9 @@ import (
 // talk to the server's etcd with its local client, as the running servers
 // do.
 
+// errNoClusterEncryption: the bootstrap data holds no encryption configuration.
+var errNoClusterEncryption = errors.New("the cluster has no encryption configuration in its bootstrap data: either no server of this version has started, or the servers use their own --encryption-provider-config (pass it to status too)")
+
 // EncryptionKeysWait bounds how long a rotation waits for every server to
 // use a new configuration.
 const EncryptionKeysWait = 2 * time.Minute
@@ -77,7 +80,7 @@ func EncryptionStatus(ctx context.Context, cli *clientv3.Client, dataDir, custom
 			return err
 		}
 		if !found || len(d.EncryptionConfig) == 0 {
-			return errors.New("the cluster has no encryption configuration in its bootstrap data yet: is a server of this version running?")
+			return errNoClusterEncryption
 		}
 		if c, err = encryption.Parse(d.EncryptionConfig); err != nil {
 			return err
@@ -166,7 +169,7 @@ func RotateEncryptionKeys(ctx context.Context, cli *clientv3.Client, dataDir str
 		return err
 	}
 	if !found || len(d.EncryptionConfig) == 0 {
-		return errors.New("the cluster has no encryption configuration in its bootstrap data yet: is a server of this version running?")
+		return errNoClusterEncryption
 	}
 	cur, err := encryption.Parse(d.EncryptionConfig)
 	if err != nil {
