@@ -57,6 +57,7 @@ func writeChart(t *testing.T, dir string) string {
 		"crds/widgets.yaml":       widgetCRDManifest,
 		"templates/widget.yaml":   "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  color: {{ .Values.color }}\n",
 		"templates/settings.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\ndata:\n  color: {{ .Values.color | quote }}\n",
+		"templates/rbac.yaml":     widgetRBACTemplate,
 	}
 	for name, content := range files {
 		p := filepath.Join(chart, name)
@@ -69,6 +70,38 @@ func writeChart(t *testing.T, dir string) string {
 	}
 	return chart
 }
+
+// widgetRBACTemplate is what nearly every published chart has: a service
+// account, a ClusterRole (here also aggregated into view) and its binding.
+const widgetRBACTemplate = `apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ .Release.Name }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {{ .Release.Namespace }}-{{ .Release.Name }}-widgets
+  labels:
+    rbac.authorization.k8s.io/aggregate-to-view: "true"
+rules:
+- apiGroups: [example.com]
+  resources: [widgets]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: {{ .Release.Namespace }}-{{ .Release.Name }}-widgets
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: {{ .Release.Namespace }}-{{ .Release.Name }}-widgets
+subjects:
+- kind: ServiceAccount
+  name: {{ .Release.Name }}
+  namespace: {{ .Release.Namespace }}
+`
 
 // TestHelmCharts installs, upgrades, rolls back and uninstalls a chart
 // with a CRD and a custom object with Helm 3 and with Helm 4 (whose
@@ -103,6 +136,15 @@ func TestHelmCharts(t *testing.T) {
 			run("install", "demo", chart, "--create-namespace", "--wait")
 			if got := color(); got != "red" {
 				t.Fatalf("after install: color %q, want red", got)
+			}
+			// The chart's ClusterRoleBinding gives its service account
+			// what the ClusterRole says, and no more.
+			sa := "--as=system:serviceaccount:" + ns + ":demo"
+			if out := c.mustKubectl(t, "auth", "can-i", "list", "widgets.example.com", sa); strings.TrimSpace(out) != "yes" {
+				t.Errorf("the chart's service account may not list widgets: %q", out)
+			}
+			if out, _, _ := c.kubectl("auth", "can-i", "delete", "widgets.example.com", sa); strings.TrimSpace(out) != "no" {
+				t.Errorf("the chart's service account may delete widgets: %q", out)
 			}
 			run("upgrade", "demo", chart, "--set", "color=blue", "--wait")
 			if got := color(); got != "blue" {

@@ -21,6 +21,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -52,6 +53,11 @@ type options struct {
 	skiff                string
 	stripped, keep       bool
 	idle                 time.Duration
+	// authorizationMode is the server's --authorization-mode ("" for its
+	// default); user, when set, runs the load as that user (bound to
+	// cluster-admin through RBAC) instead of the admin, whose group
+	// system:masters skips the RBAC evaluation.
+	authorizationMode, user string
 }
 
 const (
@@ -72,6 +78,8 @@ func main() {
 	flag.StringVar(&o.skiff, "skiff", "", "skiff binary to run (default: go build the repository into a temp dir)")
 	flag.BoolVar(&o.stripped, "stripped", false, `also report the size of a stripped build (-ldflags "-s -w")`)
 	flag.DurationVar(&o.idle, "idle", 10*time.Second, "idle time before the second RSS reading")
+	flag.StringVar(&o.authorizationMode, "authorization-mode", "", "the server's --authorization-mode (default: the server's default, Node,RBAC)")
+	flag.StringVar(&o.user, "user", "", "run the load as this user, bound to cluster-admin by a ClusterRoleBinding, so that every request is authorized by RBAC (default: the admin, group system:masters)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (data dir, server log)")
 	flag.Parse()
 	if o.pods < 1 || o.workers < 1 || o.lists < 0 || o.watchers < 1 || o.page < 0 || flag.NArg() > 0 {
@@ -123,7 +131,7 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 	}
 
 	t0 := time.Now()
-	srv, err := startServer(bin, dir)
+	srv, err := startServer(bin, dir, o.authorizationMode)
 	if err != nil {
 		return err
 	}
@@ -140,6 +148,11 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
+	if o.user != "" {
+		if client, restConfig, err = srv.asUser(ctx, client, o.user); err != nil {
+			return err
+		}
+	}
 	startup := time.Since(t0)
 	fresh, err := readMemory(srv.pid())
 	if err != nil {
@@ -147,6 +160,7 @@ func run(ctx context.Context, o options, out io.Writer) (err error) {
 	}
 	fmt.Fprintf(out, "skiff server pid %d ready in %v; %d pods, %d workers, %d watchers, %d lists, client GOMAXPROCS %d, %d CPUs\n",
 		srv.pid(), startup.Round(time.Millisecond), o.pods, o.workers, o.watchers, o.lists, runtime.GOMAXPROCS(0), runtime.NumCPU())
+	fmt.Fprintf(out, "authorization mode %q, load as %q\n", o.authorizationMode, cmp.Or(o.user, "the admin (system:masters)"))
 
 	results, loadErr := load(ctx, client, o)
 	if loadErr == nil && o.custom > 0 {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -80,7 +82,7 @@ func freePort() (int, error) {
 
 // startServer starts skiff and returns once the process runs; wait for it
 // with waitReady.
-func startServer(bin, dir string) (*server, error) {
+func startServer(bin, dir, authorizationMode string) (*server, error) {
 	s := &server{
 		bin:        bin,
 		dir:        dir,
@@ -109,6 +111,9 @@ func startServer(bin, dir string) (*server, error) {
 		"--write-kubeconfig", s.kubeconfig,
 		"--disable-agent",
 	)
+	if authorizationMode != "" {
+		s.cmd.Args = append(s.cmd.Args, "--authorization-mode", authorizationMode)
+	}
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	// Its own process group: a Ctrl-C reaches only the bench, which then
 	// stops the server with SIGTERM and cleans up.
@@ -257,4 +262,41 @@ func readMemory(pid int) (memory, error) {
 		return memory{}, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 	}
 	return m, nil
+}
+
+// asUser binds user to cluster-admin with admin and returns clients that
+// authenticate as user, with a certificate from skiff kubeconfig --user.
+func (s *server) asUser(ctx context.Context, admin kubernetes.Interface, user string) (kubernetes.Interface, *rest.Config, error) {
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench-" + user},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+	}
+	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
+		return nil, nil, fmt.Errorf("bind %s to cluster-admin: %w", user, err)
+	}
+	kc, err := exec.CommandContext(ctx, s.bin, "kubeconfig", "--data-dir", filepath.Join(s.dir, "data"), "--user", user).Output()
+	if err != nil {
+		return nil, nil, fmt.Errorf("skiff kubeconfig --user %s: %w", user, err)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(kc)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.QPS, cfg.Burst, cfg.Timeout = -1, 1<<20, 60*time.Second
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The binding reaches the authorizer's informers a moment later.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		_, err := c.CoreV1().Namespaces().List(ctx, metav1.ListOptions{Limit: 1})
+		if err == nil {
+			return c, cfg, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, nil, fmt.Errorf("%s is still refused: %w", user, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -56,9 +56,14 @@ type Config struct {
 	// Auth, when set, authenticates with internal/auth, honours
 	// impersonation and authorizes every request (authz.go).
 	Auth *AuthConfig
-	// Admission plugins run after the built-in ones (NodeRestriction and
-	// RBAC escalation checks with Auth).
-	Admission []admission.Plugin
+	// PostStartHooks are work the server does once it serves, by name
+	// (upstream's, such as "rbac/bootstrap-roles"): /readyz fails with
+	// [-]poststarthook/<name> until each channel is closed.
+	PostStartHooks map[string]<-chan struct{}
+	// Admission, when set, returns plugins that run after the built-in
+	// ones (ServiceAccount, NodeRestriction and RBAC escalation checks
+	// with Auth); g reads stored objects for them.
+	Admission func(g admission.Getter) []admission.Plugin
 
 	// ServiceCIDR's first address is the kubernetes service's. Services'
 	// addresses and node ports are allocated by the registry's service
@@ -132,7 +137,10 @@ func New(cfg Config) (*Server, error) {
 	if _, ok := cfg.Registry.Lookup("", "v1", "namespaces"); !ok {
 		return nil, errors.New("apiserver: the registry serves no namespaces")
 	}
-	s.admission = append(admission.Default(storeGetter{s}), cfg.Admission...)
+	s.admission = admission.Default(storeGetter{s})
+	if cfg.Admission != nil {
+		s.admission = append(s.admission, cfg.Admission(storeGetter{s})...)
+	}
 	s.fields = newFieldManagers(cfg.Registry.Scheme())
 	s.protobuf = protobuf.NewSerializer(cfg.Registry.Scheme(), cfg.Registry.Scheme())
 	s.kubelets = s.kubeletTransport()
@@ -160,7 +168,7 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("apiserver: listen on %s: %w (is another server using the port? set --https-listen-port)", addr, err)
 		}
 	}
-	cert, err := tls.LoadX509KeyPair(s.cfg.CertFile, s.cfg.KeyFile)
+	certs, err := newCertReloader(s.cfg.CertFile, s.cfg.KeyFile, s.log)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("apiserver: load serving certificate: %w", err)
@@ -168,13 +176,16 @@ func (s *Server) Run(ctx context.Context) error {
 	srv := &http.Server{
 		Handler: s.handler,
 		TLSConfig: &tls.Config{
-			Certificates: []tls.Certificate{cert},
-			ClientAuth:   tls.VerifyClientCertIfGiven,
-			ClientCAs:    s.cfg.ClientCA,
-			MinVersion:   tls.VersionTLS12,
-			NextProtos:   []string{"h2", "http/1.1"},
+			GetCertificate: certs.get,
+			ClientAuth:     tls.VerifyClientCertIfGiven,
+			ClientCAs:      s.cfg.ClientCA,
+			MinVersion:     tls.VersionTLS12,
+			NextProtos:     []string{"h2", "http/1.1"},
 		},
 		ReadHeaderTimeout: 30 * time.Second,
+		// As kube-apiserver: an idle keep-alive connection is closed
+		// after 90 s, so clients that went away do not hold sockets.
+		IdleTimeout: 90 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}

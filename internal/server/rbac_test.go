@@ -16,7 +16,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"skiff/internal/config"
 	"skiff/internal/server/servertest"
 )
 
@@ -26,7 +25,7 @@ import (
 // cannot grant what it does not hold; forged tokens get 401; the join
 // token is no credential; impersonation is honoured.
 func TestAuthorizationNodeRBAC(t *testing.T) {
-	s := servertest.Start(t, "", func(c *config.Server) { c.AuthorizationMode = config.AuthorizationNodeRBAC })
+	s := servertest.Start(t, "", servertest.NodeRBAC)
 	admin := s.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

@@ -38,6 +38,10 @@ func NoControlPlane(c *config.Server) {
 	c.DisableControllerManager = true
 }
 
+// NodeRBAC turns on the default authorization (Node,RBAC), which Start
+// otherwise leaves off.
+func NodeRBAC(c *config.Server) { c.AuthorizationMode = config.AuthorizationNodeRBAC }
+
 // FastLeaderElection shortens the leader lease so tests see failover quickly.
 func FastLeaderElection(c *config.Server) { c.LeaderElectTTL = 3 * time.Second }
 
@@ -72,6 +76,11 @@ func Start(t testing.TB, dataDir string, opts ...Option) *Server {
 		cfg.KubeconfigPath = filepath.Join(dataDir, "kubeconfig.yaml")
 		cfg.DisableAgent = true
 		cfg.NodeName = "server-" + strconv.Itoa(cfg.HTTPSPort)
+		// Tests of one part (a controller, the kubelet) create pods in
+		// namespaces whose default service account no controller may be
+		// there to make; they opt in to authorization with NodeRBAC. The
+		// e2e tests run the default.
+		cfg.AuthorizationMode = config.AuthorizationAlwaysAllow
 		for _, o := range opts {
 			o(&cfg)
 		}
