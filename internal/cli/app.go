@@ -31,6 +31,7 @@ func NewApp() *cli.App {
 			imagesCommand(),
 			checkCommand(),
 			snapshotCommand(),
+			secretsEncryptCommand(),
 			kubeconfigCommand(),
 			tokenCommand(),
 			versionCommand(),

@@ -41,6 +41,7 @@ func serverCommand() *cli.Command {
 			&cli.IntFlag{Name: "etcd-snapshot-retention", Value: def.EtcdSnapshots.Retention, Usage: "how many scheduled etcd snapshots to keep"},
 			&cli.BoolFlag{Name: "etcd-disable-snapshots", Usage: "take no scheduled etcd snapshots"},
 			&cli.StringFlag{Name: "etcd-snapshot-dir", Usage: "where etcd snapshots are kept (default: <data-dir>/server/db/snapshots)"},
+			&cli.StringFlag{Name: "encryption-provider-config", Usage: "an EncryptionConfiguration file (apiVersion apiserver.config.k8s.io/v1) saying which resources are encrypted at rest and with which keys (default: Secrets, with a key made at cluster init)", EnvVars: []string{"SKIFF_ENCRYPTION_PROVIDER_CONFIG"}},
 			&cli.BoolFlag{Name: "cluster-init", Usage: "start a cluster that other servers can join (etcd peers on the node IP, over TLS)", EnvVars: []string{"SKIFF_CLUSTER_INIT"}},
 			&cli.StringFlag{Name: "server", Aliases: []string{"s"}, Usage: "join the cluster of this server as another server, https://HOST:6443", EnvVars: []string{"SKIFF_URL"}},
 			&cli.StringFlag{Name: "token", Aliases: []string{"t"}, Usage: "join token of the cluster to join (run skiff token on a server to print it)", EnvVars: []string{"SKIFF_TOKEN"}},
@@ -100,6 +101,7 @@ func serverConfig(c *cli.Context) (config.Server, error) {
 		return cfg, err
 	}
 	cfg.ClusterInit = c.Bool("cluster-init")
+	cfg.EncryptionProviderConfig = c.String("encryption-provider-config")
 	cfg.JoinURL = c.String("server")
 	if cfg.Token, err = tokenFlag(c); err != nil {
 		return cfg, err

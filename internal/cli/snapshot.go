@@ -99,28 +99,15 @@ func snapshotSave(c *cli.Context) error {
 		}
 		node = strings.ToLower(h)
 	}
-	endpoint := "http://" + net.JoinHostPort(c.String("etcd-listen-address"), strconv.Itoa(c.Int("etcd-client-port")))
 	ctx := c.Context
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	ec, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{endpoint},
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
-	})
+	ec, err := localEtcd(ctx, c)
 	if err != nil {
-		return fmt.Errorf("etcd client for %s: %w", endpoint, err)
+		return err
 	}
 	defer ec.Close()
-	// The client dials lazily; ask once so that "no server" is an error
-	// that says so, not a stream error.
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err = ec.Status(sctx, endpoint)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("cannot reach etcd at %s: `skiff server` must be running on this machine (see --etcd-client-port): %w", endpoint, err)
-	}
 	name := etcd.SnapshotName(c.String("name"), node, time.Now())
 	s, err := etcd.SaveSnapshot(ctx, ec, snapshotDir(c), name)
 	if err != nil {
@@ -157,4 +144,28 @@ func snapshotDelete(c *cli.Context) error {
 		fmt.Fprintf(c.App.Writer, "deleted snapshot %s\n", name)
 	}
 	return errors.Join(errs...)
+}
+
+// localEtcd is a client of the etcd of the server running on this
+// machine, from the --etcd-listen-address and --etcd-client-port flags.
+func localEtcd(ctx context.Context, c *cli.Context) (*clientv3.Client, error) {
+	endpoint := "http://" + net.JoinHostPort(c.String("etcd-listen-address"), strconv.Itoa(c.Int("etcd-client-port")))
+	ec, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{endpoint},
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client for %s: %w", endpoint, err)
+	}
+	// The client dials lazily; ask once so that "no server" is an error
+	// that says so, not a stream error.
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = ec.Status(sctx, endpoint)
+	cancel()
+	if err != nil {
+		ec.Close()
+		return nil, fmt.Errorf("cannot reach etcd at %s: `skiff server` must be running on this machine (see --etcd-client-port): %w", endpoint, err)
+	}
+	return ec, nil
 }

@@ -58,6 +58,10 @@ type Server struct {
 	// JoinURL as another etcd member (ignored once it has its own data).
 	JoinURL string
 	Token   string
+	// EncryptionProviderConfig is an EncryptionConfiguration file the user
+	// brings; empty: skiff's own, which encrypts Secrets with a key kept in
+	// the cluster's bootstrap data.
+	EncryptionProviderConfig string
 
 	ServiceCIDR   *net.IPNet
 	ClusterCIDR   *net.IPNet
@@ -228,6 +232,13 @@ func (l Layout) TokenFile() string { return filepath.Join(l.ServerDir(), "token"
 // same on every server of a cluster.
 func (l Layout) ServiceAccountKeyFile() string {
 	return filepath.Join(l.TLSDir(), "service-account.key")
+}
+
+// EncryptionConfigFile is this server's copy of the cluster's encryption
+// configuration (keys included), kept so the server knows its keys before
+// etcd is up.
+func (l Layout) EncryptionConfigFile() string {
+	return filepath.Join(l.ServerDir(), "cred", "encryption-config.yaml")
 }
 
 // AdminKubeconfig is a copy of the admin kubeconfig kept in the data dir,

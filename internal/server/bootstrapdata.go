@@ -27,6 +27,11 @@ type bootstrapData struct {
 	// ServiceAccountKey signs service-account tokens; every server needs
 	// the same one (absent from data stored by older servers).
 	ServiceAccountKey []byte `json:"serviceAccountKey,omitempty"`
+	// EncryptionConfig is the cluster's EncryptionConfiguration, keys
+	// included: what every server encrypts objects at rest with. Servers
+	// watch this data and take a new configuration (a key rotation) as
+	// it is stored.
+	EncryptionConfig []byte `json:"encryptionConfig,omitempty"`
 }
 
 // sealedBootstrap is the stored form.
@@ -136,4 +141,44 @@ func loadBootstrap(ctx context.Context, cli *clientv3.Client, secret string) ([]
 		return nil, errors.New("no bootstrap data for this token in etcd yet")
 	}
 	return resp.Kvs[0].Value, nil
+}
+
+// errBootstrapChanged: the bootstrap data changed between a read and a
+// write based on it.
+var errBootstrapChanged = errors.New("the bootstrap data changed meanwhile")
+
+// readBootstrap opens the bootstrap data for secret and returns it with its
+// etcd mod revision; found is false when there is none.
+func readBootstrap(ctx context.Context, cli *clientv3.Client, secret string) (d bootstrapData, rev int64, found bool, err error) {
+	resp, err := cli.Get(ctx, bootstrapKey(secret))
+	if err != nil {
+		return d, 0, false, fmt.Errorf("read bootstrap data: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return d, 0, false, nil
+	}
+	d, err = openBootstrap(secret, resp.Kvs[0].Value)
+	return d, resp.Kvs[0].ModRevision, true, err
+}
+
+// writeBootstrap seals d into etcd if the entry's mod revision is still
+// rev (0: if there is none yet); errBootstrapChanged if it is not.
+func writeBootstrap(ctx context.Context, cli *clientv3.Client, secret string, d bootstrapData, rev int64) error {
+	sealed, err := sealBootstrap(secret, d)
+	if err != nil {
+		return fmt.Errorf("seal bootstrap data: %w", err)
+	}
+	k := bootstrapKey(secret)
+	cmp := clientv3.Compare(clientv3.ModRevision(k), "=", rev)
+	if rev == 0 {
+		cmp = clientv3.Compare(clientv3.CreateRevision(k), "=", 0)
+	}
+	resp, err := cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(k, string(sealed))).Commit()
+	if err != nil {
+		return fmt.Errorf("store bootstrap data: %w", err)
+	}
+	if !resp.Succeeded {
+		return errBootstrapChanged
+	}
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"skiff/internal/apiserver"
 	"skiff/internal/config"
+	"skiff/internal/encryption"
 	"skiff/internal/etcd"
 	"skiff/internal/kubelet/bootstrap"
 	"skiff/internal/pki"
@@ -97,6 +98,14 @@ func (s *Server) fetchClusterBootstrap(ctx context.Context, layout config.Layout
 		}
 		if err := pki.WriteFileAtomic(layout.ServiceAccountKeyFile(), data.ServiceAccountKey, 0o600); err != nil {
 			return nil, fmt.Errorf("join: write service-account key: %w", err)
+		}
+	}
+	if len(data.EncryptionConfig) > 0 && s.cfg.EncryptionProviderConfig == "" {
+		if _, err := encryption.Parse(data.EncryptionConfig); err != nil {
+			return nil, fmt.Errorf("join %s: bootstrap data: %w", s.cfg.JoinURL, err)
+		}
+		if err := pki.WriteFileAtomic(layout.EncryptionConfigFile(), data.EncryptionConfig, 0o600); err != nil {
+			return nil, fmt.Errorf("join: write the encryption configuration: %w", err)
 		}
 	}
 	// The key first: EnsureCA treats a lone key as an unfinished CA.

@@ -62,28 +62,38 @@ func (s *Server) startMembership(ctx context.Context, db *etcd.Etcd, layout conf
 }
 
 func (s *Server) storeBootstrap(ctx context.Context, db *etcd.Etcd, layout config.Layout) error {
+	d, secret, err := localBootstrapData(layout)
+	if err != nil {
+		return err
+	}
+	return storeBootstrap(ctx, db.Client(), secret, d)
+}
+
+// localBootstrapData is the bootstrap data from this server's data dir,
+// and the token secret that seals it.
+func localBootstrapData(layout config.Layout) (bootstrapData, string, error) {
 	dir := layout.TLSDir()
 	caCert, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
 	if err != nil {
-		return err
+		return bootstrapData{}, "", err
 	}
 	caKey, err := os.ReadFile(filepath.Join(dir, "ca.key"))
 	if err != nil {
-		return err
+		return bootstrapData{}, "", err
 	}
 	token, err := os.ReadFile(layout.TokenFile())
 	if err != nil {
-		return err
+		return bootstrapData{}, "", err
 	}
 	_, secret, err := pki.ParseToken(string(token))
 	if err != nil {
-		return fmt.Errorf("token file: %w", err)
+		return bootstrapData{}, "", fmt.Errorf("token file: %w", err)
 	}
 	saKey, err := os.ReadFile(layout.ServiceAccountKeyFile())
 	if err != nil {
-		return err
+		return bootstrapData{}, "", err
 	}
-	return storeBootstrap(ctx, db.Client(), secret, bootstrapData{CACert: caCert, CAKey: caKey, Token: string(token), ServiceAccountKey: saKey})
+	return bootstrapData{CACert: caCert, CAKey: caKey, Token: string(token), ServiceAccountKey: saKey}, secret, nil
 }
 
 // warnEvenMembers logs a warning when etcd has an even number of voting

@@ -96,6 +96,10 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	keeper, err := s.loadEncryption(layout)
+	if err != nil {
+		return err
+	}
 	memberName, err := ensureMemberName(layout, s.cfg.NodeName)
 	if err != nil {
 		return err
@@ -141,6 +145,11 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 
+	encRev, err := s.syncEncryption(ctx, db.Client(), layout, keeper)
+	if err != nil {
+		return err
+	}
+
 	serviceIPs, err := registry.NewServiceIPAllocator(db.Client(), s.cfg.ServiceCIDR)
 	if err != nil {
 		return err
@@ -169,7 +178,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	apiCfg := apiserver.Config{
 		Registry:          reg,
-		Store:             storage.New(db.Client(), reg.Scheme()),
+		Store:             storage.NewWithTransformers(db.Client(), reg.Scheme(), keeper),
 		Logger:            s.log,
 		BindAddress:       s.cfg.BindAddress,
 		Port:              s.cfg.HTTPSPort,
@@ -257,6 +266,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		labelOwnNode(cpCtx, client, s.cfg.NodeName, s.log.With("component", "node-label"))
 	}()
+	encryptionDone := s.watchEncryption(runCtx, db.Client(), layout, keeper, encRev)
 
 	select {
 	case <-ctx.Done():
@@ -274,6 +284,7 @@ func (s *Server) Run(ctx context.Context) error {
 	<-membershipDone
 	<-labelDone
 	cancel()
+	<-encryptionDone
 	<-authDone
 	if apiErr := <-apiDone; apiErr != nil && err == nil {
 		err = apiErr

@@ -234,22 +234,28 @@ func (c *cacher) watchEtcd(ctx context.Context) error {
 				c.mu.Unlock()
 				continue
 			}
-			if err := c.apply(resp.Events); err != nil {
+			if err := c.apply(ctx, resp.Events); err != nil {
 				return fmt.Errorf("%w: %w", errUndecodable, err)
 			}
 		}
 	}
 }
 
-// apply decodes a batch of etcd events and applies it.
-func (c *cacher) apply(evs []*clientv3.Event) error {
-	decoded := make([]Event, len(evs))
-	for i, ev := range evs {
-		e, err := c.store.event(ev)
+// apply decodes a batch of etcd events and applies it. The cache keeps
+// objects' JSON, never stored values: lists pass it through.
+func (c *cacher) apply(ctx context.Context, stored []*clientv3.Event) error {
+	decoded := make([]Event, len(stored))
+	evs := make([]*clientv3.Event, len(stored))
+	for i, ev := range stored {
+		plain, err := c.store.plainEvent(ctx, ev)
 		if err != nil {
 			return err
 		}
-		decoded[i] = e
+		e, err := c.store.event(plain)
+		if err != nil {
+			return err
+		}
+		decoded[i], evs[i] = e, plain
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

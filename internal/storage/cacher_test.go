@@ -129,7 +129,7 @@ func etcdChanges(t *testing.T, s *Store, prefix string, from, to int64) []change
 			t.Fatal(err)
 		}
 		for _, ev := range resp.Events {
-			e, err := s.event(ev)
+			e, err := s.storedEvent(ctx, ev)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -49,11 +49,15 @@ func (s *Store) ListPage(ctx context.Context, prefix, start string, rev, limit i
 	if err != nil {
 		return Page{}, fmt.Errorf("list %s: %w", prefix, mapErr(err))
 	}
-	p := Page{Revision: resp.Header.Revision, Items: make([]RawObject, len(resp.Kvs))}
+	kvs, err := s.plainKVs(ctx, resp.Kvs)
+	if err != nil {
+		return Page{}, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	p := Page{Revision: resp.Header.Revision, Items: make([]RawObject, len(kvs))}
 	if rev > 0 {
 		p.Revision = rev
 	}
-	for i, kv := range resp.Kvs {
+	for i, kv := range kvs {
 		p.Items[i] = RawObject{Data: kv.Value, Revision: kv.ModRevision, Key: string(kv.Key)}
 	}
 	if resp.More {

@@ -47,6 +47,9 @@ type Store struct {
 	caches      map[string]*cacher
 	canary      *canary
 	cacheEvents int
+	// transformers turn objects' JSON into stored values and back (nil:
+	// stored as they are).
+	transformers Transformers
 }
 
 // decodedEvents is how many decoded watch objects the store keeps for
@@ -55,8 +58,14 @@ const decodedEvents = 4096
 
 // New returns a store that encodes objects as JSON with the given scheme.
 func New(client *clientv3.Client, scheme *runtime.Scheme) *Store {
+	return NewWithTransformers(client, scheme, nil)
+}
+
+// NewWithTransformers is New for a store whose values pass through
+// transformers (such as encryption at rest) on their way to etcd and back.
+func NewWithTransformers(client *clientv3.Client, scheme *runtime.Scheme, t Transformers) *Store {
 	s := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme, scheme, json.SerializerOptions{})
-	return &Store{client: client, codec: s, scheme: scheme, events: newDecodeCache(decodedEvents), leases: &leases{client: client}, cacheEvents: CacheEvents}
+	return &Store{client: client, codec: s, scheme: scheme, events: newDecodeCache(decodedEvents), leases: &leases{client: client}, cacheEvents: CacheEvents, transformers: t}
 }
 
 // Client is the underlying etcd client, for components that need raw keys.
@@ -108,6 +117,10 @@ func (s *Store) CreateWithTTL(ctx context.Context, key string, obj runtime.Objec
 	if err != nil {
 		return nil, err
 	}
+	stored, err := s.toStorage(ctx, key, data)
+	if err != nil {
+		return nil, err
+	}
 	var opts []clientv3.OpOption
 	if ttl > 0 {
 		id, err := s.leases.get(ctx, ttl)
@@ -118,7 +131,7 @@ func (s *Store) CreateWithTTL(ctx context.Context, key string, obj runtime.Objec
 	}
 	resp, err := s.client.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, string(data), opts...)).
+		Then(clientv3.OpPut(key, string(stored), opts...)).
 		Commit()
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", key, mapErr(err))
@@ -138,13 +151,21 @@ func (s *Store) Get(ctx context.Context, key string) (runtime.Object, error) {
 	if len(resp.Kvs) == 0 {
 		return nil, ErrNotFound
 	}
-	return s.Decode(resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+	data, err := s.fromStorage(ctx, key, resp.Kvs[0].Value)
+	if err != nil {
+		return nil, err
+	}
+	return s.Decode(data, resp.Kvs[0].ModRevision)
 }
 
 // Update replaces the object at key if its revision is still rev; rev 0
 // means "whatever is there" (but something must be).
 func (s *Store) Update(ctx context.Context, key string, obj runtime.Object, rev int64) (runtime.Object, error) {
 	data, err := s.encode(obj)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := s.toStorage(ctx, key, data)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +176,7 @@ func (s *Store) Update(ctx context.Context, key string, obj runtime.Object, rev 
 	// The key exists (the comparison says so), so its lease is kept: an
 	// updated event still expires.
 	resp, err := s.client.Txn(ctx).If(cmp).
-		Then(clientv3.OpPut(key, string(data), clientv3.WithIgnoreLease())).
+		Then(clientv3.OpPut(key, string(stored), clientv3.WithIgnoreLease())).
 		Else(clientv3.OpGet(key)).
 		Commit()
 	if err != nil {
@@ -223,8 +244,12 @@ func (s *Store) Delete(ctx context.Context, key string, rev int64) (runtime.Obje
 	if len(prev) == 0 {
 		return nil, ErrNotFound
 	}
+	data, err := s.fromStorage(ctx, key, prev[0].Value)
+	if err != nil {
+		return nil, err
+	}
 	// A deleted object reports the revision of its deletion, as Kubernetes does.
-	return s.Decode(prev[0].Value, resp.Header.Revision)
+	return s.Decode(data, resp.Header.Revision)
 }
 
 // List reads every object under prefix at revision rev (0: the newest) and
@@ -252,7 +277,7 @@ func (s *Store) List(ctx context.Context, prefix string, rev int64) ([]runtime.O
 }
 
 // rangeAt reads the keys under prefix at revision rev (0: the newest) and
-// returns them with the revision read.
+// returns them, with their values as objects' JSON, and the revision read.
 func (s *Store) rangeAt(ctx context.Context, prefix string, rev int64) ([]*mvccpb.KeyValue, int64, error) {
 	opts := []clientv3.OpOption{clientv3.WithPrefix()}
 	if rev > 0 {
@@ -266,7 +291,11 @@ func (s *Store) rangeAt(ctx context.Context, prefix string, rev int64) ([]*mvccp
 	if rev > 0 {
 		read = rev
 	}
-	return resp.Kvs, read, nil
+	kvs, err := s.plainKVs(ctx, resp.Kvs)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	return kvs, read, nil
 }
 
 // revisionProbeKey is a key nothing writes: reads of it only check the store.

@@ -89,7 +89,7 @@ func (s *Store) Watch(ctx context.Context, prefix string, rev int64) <-chan Even
 				continue
 			}
 			for _, ev := range resp.Events {
-				e, err := s.event(ev)
+				e, err := s.storedEvent(ctx, ev)
 				if err != nil {
 					sendErr(out, err)
 					return
@@ -143,6 +143,16 @@ func sendErr(out chan Event, err error) {
 	}
 }
 
+// storedEvent decodes an etcd event whose values are as stored.
+func (s *Store) storedEvent(ctx context.Context, ev *clientv3.Event) (Event, error) {
+	plain, err := s.plainEvent(ctx, ev)
+	if err != nil {
+		return Event{}, err
+	}
+	return s.event(plain)
+}
+
+// event decodes an etcd event whose values are objects' JSON.
 func (s *Store) event(ev *clientv3.Event) (Event, error) {
 	key := string(ev.Kv.Key)
 	e := Event{Revision: ev.Kv.ModRevision, key: key, encoded: &encodedObject{}}
