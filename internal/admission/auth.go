@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -74,7 +75,7 @@ func (p ServiceAccount) Admit(ctx context.Context, a *Attributes) error {
 	if !ok {
 		return nil
 	}
-	if err := serviceaccount.AdmitPod(ctx, objectGetter{p.Getter}, pod); err != nil {
+	if err := serviceaccount.AdmitPod(ctx, waitForDefault{objectGetter{p.Getter}}, pod); err != nil {
 		return apierrors.NewForbidden(a.Resource.GroupResource(), a.Name, err)
 	}
 	return nil
@@ -110,4 +111,35 @@ func (o objectGetter) Secret(ctx context.Context, namespace, name string) (*core
 
 func (o objectGetter) Node(ctx context.Context, name string) (*corev1.Node, error) {
 	return getAs[*corev1.Node](ctx, o.g, "nodes", "", name)
+}
+
+// waitForDefault gives the service-account controller a few seconds to
+// create a new namespace's default ServiceAccount, so that a namespace and
+// its first pods created together (a Helm chart, kubectl apply -f dir)
+// are not refused for a race they cannot see. Other accounts are the
+// user's to create, and their absence is answered at once.
+type waitForDefault struct{ objectGetter }
+
+// defaultAccountWait bounds the wait; the controller usually needs far less.
+const defaultAccountWait = 5 * time.Second
+
+func (w waitForDefault) ServiceAccount(ctx context.Context, namespace, name string) (*corev1.ServiceAccount, error) {
+	sa, err := w.objectGetter.ServiceAccount(ctx, namespace, name)
+	if name != serviceaccount.DefaultServiceAccountName || !apierrors.IsNotFound(err) {
+		return sa, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, defaultAccountWait)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return sa, err
+		case <-tick.C:
+		}
+		if sa, err = w.objectGetter.ServiceAccount(ctx, namespace, name); !apierrors.IsNotFound(err) {
+			return sa, err
+		}
+	}
 }

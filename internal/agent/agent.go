@@ -84,10 +84,11 @@ func run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Lo
 	// Every client of this node goes through a local load balancer over
 	// the cluster's servers, so the node keeps working while one server
 	// answers.
-	rc, balancer, err := serverBalancer(ctx, cfg, joined.RESTConfig, clientCA, layout, log)
+	apis, balancer, err := serverBalancer(ctx, cfg, joined, clientCA, layout, log)
 	if err != nil {
 		return err
 	}
+	rc := apis.node
 	defer balancer.Wait()
 
 	regs, err := images.LoadRegistries(cfg.RegistriesFile)
@@ -119,7 +120,7 @@ func run(ctx context.Context, cfg config.Agent, kubeVersion string, log *slog.Lo
 	if cfg.PodNetwork != "none" {
 		networkFactory = podNetwork(cfg, rc, &networkRuns, log)
 	}
-	services, err := startServices(ctx, cfg, rc, log)
+	services, err := startServices(ctx, cfg, apis, log)
 	if err != nil {
 		return err
 	}
@@ -192,16 +193,24 @@ func podNetwork(cfg config.Agent, rc *rest.Config, runs *sync.WaitGroup, log *sl
 
 // startServices starts the node's service proxy and cluster DNS, which
 // only need the API. The returned group ends when ctx does.
-func startServices(ctx context.Context, cfg config.Agent, rc *rest.Config, log *slog.Logger) (*sync.WaitGroup, error) {
+func startServices(ctx context.Context, cfg config.Agent, apis apiConfigs, log *slog.Logger) (*sync.WaitGroup, error) {
 	var wg sync.WaitGroup
 	if cfg.PodNetwork == "none" {
 		return &wg, nil
 	}
-	apiClient, err := kubernetes.NewForConfig(rc)
+	// The proxy and DNS each act as their own user, with their own role;
+	// both keep (and, while no server answers, recall) the same lists.
+	lastKnownDir := config.Layout{DataDir: cfg.DataDir}.LastKnownDir()
+	proxyAPI, err := kubernetes.NewForConfig(apis.proxy)
 	if err != nil {
 		return nil, err
 	}
-	client := newLastKnown(apiClient, config.Layout{DataDir: cfg.DataDir}.LastKnownDir(), log.With("component", "last-known"))
+	dnsAPI, err := kubernetes.NewForConfig(apis.dns)
+	if err != nil {
+		return nil, err
+	}
+	client := newLastKnown(proxyAPI, lastKnownDir, log.With("component", "last-known"))
+	dnsClient := newLastKnown(dnsAPI, lastKnownDir, log.With("component", "last-known"))
 	proxier, err := proxy.New(proxy.Config{
 		Client:      client,
 		NodeName:    cfg.NodeName,
@@ -216,7 +225,7 @@ func startServices(ctx context.Context, cfg config.Agent, rc *rest.Config, log *
 		return nil, fmt.Errorf("cluster DNS address %s: %w", cfg.ClusterDNS, err)
 	}
 	resolver, err := dns.New(dns.Config{
-		Client: client,
+		Client: dnsClient,
 		Domain: cfg.ClusterDomain,
 		Listen: []string{net.JoinHostPort(cfg.ClusterDNS.String(), "53")},
 		Logger: log.With("component", "dns"),
@@ -279,10 +288,10 @@ func join(ctx context.Context, cfg bootstrap.Config, log *slog.Logger) (*bootstr
 // it joined first, then every server in the default/kubernetes endpoints,
 // remembered across restarts) and returns a client config that uses it. The
 // returned group ends when ctx does.
-func serverBalancer(ctx context.Context, cfg config.Agent, joined *rest.Config, ca *x509.CertPool, layout config.Layout, log *slog.Logger) (*rest.Config, *sync.WaitGroup, error) {
+func serverBalancer(ctx context.Context, cfg config.Agent, joined *bootstrap.Result, ca *x509.CertPool, layout config.Layout, log *slog.Logger) (apiConfigs, *sync.WaitGroup, error) {
 	u, err := url.Parse(cfg.ServerURL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("server URL %q: %w", cfg.ServerURL, err)
+		return apiConfigs{}, nil, fmt.Errorf("server URL %q: %w", cfg.ServerURL, err)
 	}
 	hostPort := u.Host
 	if u.Port() == "" {
@@ -295,13 +304,19 @@ func serverBalancer(ctx context.Context, cfg config.Agent, joined *rest.Config, 
 		Logger:    log.With("component", "loadbalancer"),
 	})
 	if err != nil {
-		return nil, nil, err
+		return apiConfigs{}, nil, err
 	}
-	rc := rest.CopyConfig(joined)
-	rc.Host = "https://" + lb.Addr()
-	client, err := kubernetes.NewForConfig(rc)
+	balanced := func(c *rest.Config) *rest.Config {
+		c = rest.CopyConfig(c)
+		c.Host = "https://" + lb.Addr()
+		return c
+	}
+	apis := apiConfigs{node: balanced(joined.RESTConfig), proxy: balanced(joined.ProxyRESTConfig), dns: balanced(joined.DNSRESTConfig)}
+	// The servers are the endpoints of default/kubernetes, which the
+	// proxy's role may watch and the node's may not.
+	client, err := kubernetes.NewForConfig(apis.proxy)
 	if err != nil {
-		return nil, nil, err
+		return apiConfigs{}, nil, err
 	}
 	var wg sync.WaitGroup
 	for name, run := range map[string]func(context.Context) error{
@@ -316,5 +331,13 @@ func serverBalancer(ctx context.Context, cfg config.Agent, joined *rest.Config, 
 			}
 		}()
 	}
-	return rc, &wg, nil
+	return apis, &wg, nil
+}
+
+// apiConfigs are the node's clients of the API, each with its own
+// identity, all through the node's load balancer.
+type apiConfigs struct {
+	node  *rest.Config // system:node:<name>: the kubelet and pod network
+	proxy *rest.Config // system:kube-proxy: the service proxy and the server list
+	dns   *rest.Config // system:kube-dns: cluster DNS
 }

@@ -100,10 +100,26 @@ func (s *Server) serveNodeCerts(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, apierrors.NewBadRequest(field.Invalid(field.NewPath("servingCSR"), "<PEM>", err.Error()).Error()))
 		return
 	}
+	resp := &NodeCertsResponse{ClientCert: string(clientPEM), ServingCert: string(servingPEM), CA: string(s.cfg.CA.CertPEM)}
+	for _, c := range []struct {
+		csr, field, user string
+		out              *string
+	}{
+		{req.ProxyCSR, "proxyCSR", join.ProxyUser, &resp.ProxyCert},
+		{req.DNSCSR, "dnsCSR", join.DNSUser, &resp.DNSCert},
+	} {
+		if c.csr == "" {
+			continue // an agent of an older version
+		}
+		certPEM, err := s.cfg.CA.SignClientCSR([]byte(c.csr), c.user, nil)
+		if err != nil {
+			writeError(w, s.log, apierrors.NewBadRequest(field.Invalid(field.NewPath(c.field), "<PEM>", err.Error()).Error()))
+			return
+		}
+		*c.out = string(certPEM)
+	}
 	s.log.Info("signed node certificates", "node", req.NodeName, "addresses", req.Addresses, "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, &NodeCertsResponse{
-		ClientCert: string(clientPEM), ServingCert: string(servingPEM), CA: string(s.cfg.CA.CertPEM),
-	})
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // joinTokenValid accepts the join token's secret or the whole token

@@ -3,7 +3,9 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +37,14 @@ func (s *Server) routes() http.Handler {
 			default:
 				http.Error(w, "[-]bootstrap not finished\nreadyz check failed", http.StatusInternalServerError)
 				return
+			}
+			for _, name := range slices.Sorted(maps.Keys(s.cfg.PostStartHooks)) {
+				select {
+				case <-s.cfg.PostStartHooks[name]:
+				default:
+					http.Error(w, "[-]poststarthook/"+name+" failed: not finished\nreadyz check failed", http.StatusInternalServerError)
+					return
+				}
 			}
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

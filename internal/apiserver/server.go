@@ -56,9 +56,14 @@ type Config struct {
 	// Auth, when set, authenticates with internal/auth, honours
 	// impersonation and authorizes every request (authz.go).
 	Auth *AuthConfig
-	// Admission plugins run after the built-in ones (NodeRestriction and
-	// RBAC escalation checks with Auth).
-	Admission []admission.Plugin
+	// PostStartHooks are work the server does once it serves, by name
+	// (upstream's, such as "rbac/bootstrap-roles"): /readyz fails with
+	// [-]poststarthook/<name> until each channel is closed.
+	PostStartHooks map[string]<-chan struct{}
+	// Admission, when set, returns plugins that run after the built-in
+	// ones (ServiceAccount, NodeRestriction and RBAC escalation checks
+	// with Auth); g reads stored objects for them.
+	Admission func(g admission.Getter) []admission.Plugin
 
 	// ServiceCIDR's first address is the kubernetes service's. Services'
 	// addresses and node ports are allocated by the registry's service
@@ -132,7 +137,10 @@ func New(cfg Config) (*Server, error) {
 	if _, ok := cfg.Registry.Lookup("", "v1", "namespaces"); !ok {
 		return nil, errors.New("apiserver: the registry serves no namespaces")
 	}
-	s.admission = append(admission.Default(storeGetter{s}), cfg.Admission...)
+	s.admission = admission.Default(storeGetter{s})
+	if cfg.Admission != nil {
+		s.admission = append(s.admission, cfg.Admission(storeGetter{s})...)
+	}
 	s.fields = newFieldManagers(cfg.Registry.Scheme())
 	s.protobuf = protobuf.NewSerializer(cfg.Registry.Scheme(), cfg.Registry.Scheme())
 	s.kubelets = s.kubeletTransport()

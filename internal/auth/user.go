@@ -24,6 +24,8 @@ const (
 	KubeScheduler         = "system:kube-scheduler"
 	KubeControllerManager = "system:kube-controller-manager"
 	KubeProxy             = "system:kube-proxy"
+	// KubeDNS is the user of each node's cluster DNS.
+	KubeDNS = "system:kube-dns"
 )
 
 // User is an authenticated identity, as upstream's user.Info.

@@ -56,8 +56,8 @@ func serverCommand() *cli.Command {
 			&cli.BoolFlag{Name: "disable-agent", Usage: "run the control plane only, no kubelet on this node"},
 			&cli.BoolFlag{Name: "disable-scheduler", Usage: "do not run the scheduler on this server"},
 			&cli.BoolFlag{Name: "disable-controller-manager", Usage: "do not run the controllers on this server"},
-			&cli.StringFlag{Name: "authorization-mode", Value: config.AuthorizationAlwaysAllow, EnvVars: []string{"SKIFF_AUTHORIZATION_MODE"},
-				Usage: "AlwaysAllow (every authenticated caller is an admin) or Node,RBAC (service-account tokens, RBAC, the node authorizer; in preview)"},
+			&cli.StringFlag{Name: "authorization-mode", Value: def.AuthorizationMode, EnvVars: []string{"SKIFF_AUTHORIZATION_MODE"},
+				Usage: "Node,RBAC (service-account tokens, RBAC, the node authorizer) or AlwaysAllow (every authenticated caller is an admin)"},
 			&cli.StringFlag{Name: "node-name", Usage: "this node's name (default: the host name)", EnvVars: []string{"SKIFF_NODE_NAME"}},
 			&cli.DurationFlag{Name: "leader-elect-ttl", Value: def.LeaderElectTTL, Usage: "control-plane leader lease TTL; a dead leader is replaced within it"},
 			&cli.DurationFlag{Name: "node-monitor-grace-period", Value: def.Controllers.NodeMonitorGracePeriod, Usage: "how long a node may miss lease renewals before it is marked not ready"},
@@ -180,7 +180,6 @@ func runServer(c *cli.Context) error {
 		return err
 	}
 	agentCfg.NodeName = cfg.NodeName
-	agentCfg.ControlPlane = true
 	agentCfg.ClusterCIDR, agentCfg.ServiceCIDR = cfg.ClusterCIDR, cfg.ServiceCIDR
 	agentCfg.ClusterDNS, agentCfg.ClusterDomain = cfg.ClusterDNS, cfg.ClusterDomain
 	if err := preflight(true, agentCfg.PodNetwork, cfg.DataDir); err != nil {

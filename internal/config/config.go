@@ -79,10 +79,10 @@ type Server struct {
 	LeaderElectTTL time.Duration
 	// NodeName names this server in elections (and, later, as a node).
 	NodeName string
-	// AuthorizationMode is AuthorizationAlwaysAllow (every authenticated
-	// caller may do everything, the first wave's behaviour) or
-	// AuthorizationNodeRBAC (service-account tokens, impersonation, the
-	// node authorizer, RBAC and its admission).
+	// AuthorizationMode is AuthorizationNodeRBAC (the default:
+	// service-account tokens, impersonation, the node authorizer, RBAC and
+	// their admission) or AuthorizationAlwaysAllow (every authenticated
+	// caller may do everything, the first wave's behaviour).
 	AuthorizationMode string
 	// Controllers holds the controllers' own settings.
 	Controllers Controllers
@@ -181,7 +181,10 @@ func DefaultServer() Server {
 		// extends every lease), so 6 s keeps failover under 10 s. A leader
 		// that misses renewals for 4 s steps down.
 		LeaderElectTTL: 6 * time.Second,
-		EventTTL:       time.Hour,
+		// Upstream's default for a cluster with nodes: every caller gets
+		// what RBAC (and, for nodes, the node authorizer) grants.
+		AuthorizationMode: AuthorizationNodeRBAC,
+		EventTTL:          time.Hour,
 		Controllers: Controllers{
 			NodeMonitorGracePeriod:           40 * time.Second,
 			DefaultNotReadyTolerationSeconds: 300,
@@ -298,8 +301,6 @@ type Agent struct {
 	// NodeAnnotations are set on the Node when it registers (a server's
 	// node names its etcd member).
 	NodeAnnotations map[string]string
-	// ControlPlane marks a server's node with node-role.kubernetes.io/control-plane.
-	ControlPlane bool
 
 	// KubeletAddress and KubeletPort are where the kubelet API listens.
 	KubeletAddress string

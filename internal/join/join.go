@@ -12,15 +12,28 @@ const (
 	NodeCertsPath = "/v1-skiff/node-certs"
 )
 
+// Users of the certificates a node gets for its service proxy and its
+// cluster DNS: upstream's names, which the default roles are bound to.
+const (
+	ProxyUser = "system:kube-proxy"
+	DNSUser   = "system:kube-dns"
+)
+
 // NodeCertsRequest is the body of POST /v1-skiff/node-certs.
 type NodeCertsRequest struct {
 	NodeName string `json:"nodeName"`
 	// ClientCSR and ServingCSR are PEM certificate requests; only their
 	// public keys are used.
-	ClientCSR  string   `json:"clientCSR"`
-	ServingCSR string   `json:"servingCSR"`
-	Addresses  []string `json:"addresses,omitempty"`
-	Hostnames  []string `json:"hostnames,omitempty"`
+	ClientCSR  string `json:"clientCSR"`
+	ServingCSR string `json:"servingCSR"`
+	// ProxyCSR and DNSCSR, when set, ask for client certificates of the
+	// node's service proxy (user system:kube-proxy) and cluster DNS (user
+	// system:kube-dns), so that each acts with its own role rather than
+	// the node's.
+	ProxyCSR  string   `json:"proxyCSR,omitempty"`
+	DNSCSR    string   `json:"dnsCSR,omitempty"`
+	Addresses []string `json:"addresses,omitempty"`
+	Hostnames []string `json:"hostnames,omitempty"`
 	// NodePassword is a secret the node keeps. The first join of a name
 	// pins the name to it, so another holder of the join token cannot get
 	// certificates for a node that already exists (as k3s does).
@@ -31,5 +44,7 @@ type NodeCertsRequest struct {
 type NodeCertsResponse struct {
 	ClientCert  string `json:"clientCert"`
 	ServingCert string `json:"servingCert"`
+	ProxyCert   string `json:"proxyCert,omitempty"`
+	DNSCert     string `json:"dnsCert,omitempty"`
 	CA          string `json:"ca"`
 }

@@ -18,8 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-
-	"skiff/internal/config"
 )
 
 // Node labels and the lease namespace, as Kubernetes names them.
@@ -129,9 +127,6 @@ func (k *Kubelet) nodeLabels() map[string]string {
 		labelHostname: k.nodeName,
 		labelOS:       goruntime.GOOS,
 		labelArch:     goruntime.GOARCH,
-	}
-	if k.cfg.Agent.ControlPlane {
-		l[config.LabelControlPlane] = "true"
 	}
 	for key, v := range k.cfg.Agent.NodeLabels {
 		l[key] = v

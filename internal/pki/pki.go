@@ -210,6 +210,28 @@ func (ca *CA) EnsureClientCert(dir, name, cn string, orgs []string) (certPEM, ke
 	return certPEM, keyPEM, err
 }
 
+// IssueClientCert signs a new key as a client certificate for user cn in
+// groups orgs and returns both, kept in memory only: for in-process
+// components that get a fresh identity at every start.
+func (ca *CA) IssueClientCert(cn string, orgs []string) (certPEM, keyPEM []byte, err error) {
+	key, err := newKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	if keyPEM, err = encodeKey(key); err != nil {
+		return nil, nil, err
+	}
+	certPEM, err = ca.signLeaf(key.Public(), leafSpec{
+		name:    cn,
+		subject: pkix.Name{CommonName: cn, Organization: dedupStrings(orgs)},
+		usages:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("sign client certificate for %s: %w", cn, err)
+	}
+	return certPEM, keyPEM, nil
+}
+
 // leafSpec describes a wanted leaf certificate; fits says whether an
 // existing certificate already provides what is wanted.
 type leafSpec struct {

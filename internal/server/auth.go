@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -42,10 +43,15 @@ import (
 // runs with --authorization-mode Node,RBAC: the internal/auth stack over
 // one informer factory of the server's own (admin) client.
 type authSetup struct {
-	stack   *stack.Stack
-	factory informers.SharedInformerFactory
-	client  kubernetes.Interface
-	caPEM   []byte
+	stack      *stack.Stack
+	identities *componentIdentities
+	factory    informers.SharedInformerFactory
+	client     kubernetes.Interface
+	caPEM      []byte
+	// reconciled is closed once the default roles are in place: until
+	// then nobody but system:masters may do anything, so the server is
+	// not ready (upstream's rbac/bootstrap-roles post-start hook).
+	reconciled chan struct{}
 }
 
 func (s *Server) authEnabled() bool {
@@ -95,15 +101,19 @@ func (s *Server) newAuth(layout config.Layout, files *tlsFiles, rc *rest.Config)
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	return &authSetup{stack: st, factory: factory, client: client, caPEM: files.ca.CertPEM}, nil
+	return &authSetup{stack: st, identities: newComponentIdentities(rc, files.ca), factory: factory, reconciled: make(chan struct{}), client: client, caPEM: files.ca.CertPEM}, nil
 }
 
 // apiConfig sets what the API server needs of the stack.
 func (a *authSetup) apiConfig(cfg *apiserver.Config) {
 	cfg.Auth = apiserver.NewAuthConfig(a.stack)
-	cfg.Admission = []admission.Plugin{
-		admission.NodeRestriction{Restriction: a.stack.NodeRestriction},
-		admission.RBACEscalation{Checker: a.stack.Escalation},
+	cfg.PostStartHooks = map[string]<-chan struct{}{"rbac/bootstrap-roles": a.reconciled}
+	cfg.Admission = func(g admission.Getter) []admission.Plugin {
+		return []admission.Plugin{
+			admission.ServiceAccount{Getter: g},
+			admission.NodeRestriction{Restriction: a.stack.NodeRestriction},
+			admission.RBACEscalation{Checker: a.stack.Escalation},
+		}
 	}
 }
 
@@ -113,15 +123,16 @@ func (a *authSetup) registryOptions(o *registry.Options) {
 	o.Tokens = a.stack
 }
 
-// start runs the informers and keeps the default roles reconciled until
-// they are in place; done is closed when both have stopped.
-func (a *authSetup) start(ctx context.Context, log *slog.Logger) <-chan struct{} {
+// start runs the informers and reconciles the default roles until they are
+// in place, then closes a.reconciled; done is closed when both have
+// stopped.
+func (a *authSetup) start(ctx context.Context, log *slog.Logger) (done <-chan struct{}) {
 	a.factory.Start(ctx.Done())
-	done := make(chan struct{})
+	stopped := make(chan struct{})
 	go func() {
-		defer close(done)
+		defer close(stopped)
 		defer a.factory.Shutdown()
-		_ = wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
+		err := wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
 			if err := bootstrappolicy.Reconcile(ctx, a.client, log); err != nil {
 				log.Warn("default roles not reconciled yet; retrying", "err", err)
 				return false, nil
@@ -129,9 +140,12 @@ func (a *authSetup) start(ctx context.Context, log *slog.Logger) <-chan struct{}
 			log.Info("default roles reconciled")
 			return true, nil
 		})
+		if err == nil {
+			close(a.reconciled)
+		}
 		<-ctx.Done()
 	}()
-	return done
+	return stopped
 }
 
 // controllers are the leader's controllers that the stack needs: role
@@ -163,4 +177,59 @@ func (a authority) ReviewRules(ctx context.Context, u registry.User, namespace s
 
 func (a authority) ReviewToken(ctx context.Context, spec authenticationv1.TokenReviewSpec) authenticationv1.TokenReviewStatus {
 	return auth.ReviewToken(ctx, []auth.TokenAuthenticator{a.st.Tokens}, spec)
+}
+
+// componentIdentities are the in-process components' own credentials, so
+// that RBAC limits what each may do and requests name who made them: the
+// scheduler is system:kube-scheduler, the controller manager's informers and
+// events are system:kube-controller-manager, and each controller acts as its
+// kube-system service account (upstream's --use-service-account-credentials).
+// The certificates live in memory and are issued anew at each start.
+type componentIdentities struct {
+	base *rest.Config
+	ca   *pki.CA
+
+	mu     sync.Mutex
+	issued map[string]*rest.Config
+}
+
+func newComponentIdentities(base *rest.Config, ca *pki.CA) *componentIdentities {
+	return &componentIdentities{base: base, ca: ca, issued: map[string]*rest.Config{}}
+}
+
+// config returns a client configuration for user in groups.
+func (c *componentIdentities) config(user string, groups ...string) (*rest.Config, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rc, ok := c.issued[user]; ok {
+		return rc, nil
+	}
+	certPEM, keyPEM, err := c.ca.IssueClientCert(user, groups)
+	if err != nil {
+		return nil, err
+	}
+	rc := rest.CopyConfig(c.base)
+	rc.CertFile, rc.KeyFile = "", ""
+	rc.CertData, rc.KeyData = certPEM, keyPEM
+	c.issued[user] = rc
+	return rc, nil
+}
+
+// manager is the controller manager's own identity.
+func (c *componentIdentities) manager() (*rest.Config, error) {
+	return c.config(auth.KubeControllerManager)
+}
+
+// controller is the identity of the manager entry named name; nil (the
+// manager's identity) for a loop with no service account of its own.
+func (c *componentIdentities) controller(name string) (*rest.Config, error) {
+	if name == schedulerEntryName {
+		return c.config(auth.KubeScheduler)
+	}
+	sa, ok := bootstrappolicy.ControllerServiceAccount(name)
+	if !ok {
+		return nil, nil
+	}
+	ns := bootstrappolicy.ControllerNamespace
+	return c.config(auth.ServiceAccountUsernamePrefix+ns+":"+sa, auth.AllServiceAccountsGroup, auth.ServiceAccountGroupPrefix+ns)
 }

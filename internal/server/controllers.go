@@ -33,9 +33,12 @@ func controllerEntries(cfg config.Server) []manager.Entry {
 	return out
 }
 
+// schedulerEntryName names the scheduler's manager entry.
+const schedulerEntryName = "scheduler"
+
 // schedulerEntries is the scheduler.
 func schedulerEntries(cfg config.Server) []manager.Entry {
-	return []manager.Entry{{Name: "scheduler", OwnConnection: true, New: func(cctx *controller.Context) (manager.Runner, error) {
+	return []manager.Entry{{Name: schedulerEntryName, OwnConnection: true, New: func(cctx *controller.Context) (manager.Runner, error) {
 		return scheduler.New(cctx, scheduler.Config{})
 	}}}
 }

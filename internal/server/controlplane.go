@@ -24,7 +24,11 @@ const LeaderLeaseName = "skiff-control-plane"
 
 // runControlPlane campaigns for leadership and, while this server leads,
 // runs the scheduler and controllers. It returns when ctx is done.
-func (s *Server) runControlPlane(ctx context.Context, db *etcd.Etcd, rc *rest.Config, extra []manager.Entry) error {
+//
+// rc is the server's own (admin) client configuration, for the leader's
+// housekeeping; ids, when set, gives the scheduler and the controllers
+// identities of their own.
+func (s *Server) runControlPlane(ctx context.Context, db *etcd.Etcd, rc *rest.Config, ids *componentIdentities, extra []manager.Entry) error {
 	entries := controllerEntries(s.cfg)
 	if !s.cfg.DisableControllerManager {
 		entries = append(entries, extra...)
@@ -56,7 +60,16 @@ func (s *Server) runControlPlane(ctx context.Context, db *etcd.Etcd, rc *rest.Co
 			go func() { defer published.Done(); s.publishLeader(pubCtx, client, identity) }()
 			go func() { defer published.Done(); s.removeDeletedServers(pubCtx, db, client) }()
 		}
-		if err := manager.Run(ctx, manager.Config{RESTConfig: rc, Logger: s.log.With("component", "controller-manager"), Controllers: entries}); err != nil {
+		mcfg := manager.Config{RESTConfig: rc, Logger: s.log.With("component", "controller-manager"), Controllers: entries}
+		if ids != nil {
+			managerRC, err := ids.manager()
+			if err != nil {
+				s.log.Error("controller manager credentials", "err", err)
+				return
+			}
+			mcfg.RESTConfig, mcfg.IdentityFor = managerRC, ids.controller
+		}
+		if err := manager.Run(ctx, mcfg); err != nil {
 			s.log.Error("controller manager failed", "err", err)
 		}
 	})

@@ -18,6 +18,7 @@ import (
 	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"k8s.io/client-go/kubernetes"
 
 	"skiff/internal/apiserver"
 	"skiff/internal/config"
@@ -202,8 +203,6 @@ func (s *Server) Run(ctx context.Context) error {
 
 	select {
 	case <-api.Ready():
-		close(s.ready)
-		s.log.Info("ready", "kubeconfig", s.cfg.KubeconfigPath, "api", s.localURL())
 	case err := <-apiDone:
 		return err
 	case err := <-db.Err():
@@ -216,16 +215,48 @@ func (s *Server) Run(ctx context.Context) error {
 	noAuth := make(chan struct{})
 	close(noAuth)
 	var authDone <-chan struct{} = noAuth
+	var ids *componentIdentities
+	reconciled := noAuth
 	if authn != nil {
+		ids = authn.identities
 		authDone = authn.start(runCtx, s.log.With("component", "auth"))
 		extra = authn.controllers()
+		reconciled = authn.reconciled
+	}
+	// Ready once the default roles exist: before, every client but an
+	// admin would be refused.
+	select {
+	case <-reconciled:
+		close(s.ready)
+		s.log.Info("ready", "kubeconfig", s.cfg.KubeconfigPath, "api", s.localURL())
+	case err := <-apiDone:
+		cancel()
+		<-authDone
+		return err
+	case err := <-db.Err():
+		cancel()
+		<-authDone
+		<-apiDone
+		return fmt.Errorf("etcd failed: %w", err)
+	case <-ctx.Done():
+		// Stopped while starting: the shutdown below waits for everything.
 	}
 	// The control loops stop first, while the API still answers them.
 	cpCtx, stopControlPlane := context.WithCancel(runCtx)
 	cpDone := make(chan error, 1)
-	go func() { cpDone <- s.runControlPlane(cpCtx, db, rc, extra) }()
+	go func() { cpDone <- s.runControlPlane(cpCtx, db, rc, ids, extra) }()
 	snapDone := s.startSnapshots(cpCtx, db.Client())
 	membershipDone := s.startMembership(cpCtx, db, layout)
+	labelDone := make(chan struct{})
+	go func() {
+		defer close(labelDone)
+		client, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			s.log.Error("control-plane label: client", "err", err)
+			return
+		}
+		labelOwnNode(cpCtx, client, s.cfg.NodeName, s.log.With("component", "node-label"))
+	}()
 
 	select {
 	case <-ctx.Done():
@@ -241,6 +272,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	<-snapDone
 	<-membershipDone
+	<-labelDone
 	cancel()
 	<-authDone
 	if apiErr := <-apiDone; apiErr != nil && err == nil {

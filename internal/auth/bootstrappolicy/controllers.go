@@ -157,6 +157,8 @@ func skiffControllers() map[string]string {
 		"local-path-provisioner":          "local-path-provisioner",
 		"clusterrole-aggregation":         "clusterrole-aggregation-controller",
 		"serviceaccount-controller":       "service-account-controller",
+		"serviceaccount":                  "service-account-controller",
+		"serviceaccount-token":            "tokens-controller",
 		"root-ca-cert-publisher":          "root-ca-cert-publisher",
 		"serviceaccount-token-controller": "tokens-controller",
 	}

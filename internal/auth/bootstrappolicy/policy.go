@@ -26,7 +26,7 @@ const (
 	KubeletAPIClient = "kube-apiserver-kubelet-client"
 	// KubeDNS is the user cluster DNS authenticates as when it does not
 	// run as the kube-system/kube-dns service account.
-	KubeDNS = "system:kube-dns"
+	KubeDNS = auth.KubeDNS
 	// MonitoringGroup may read the metrics and health endpoints.
 	MonitoringGroup = "system:monitoring"
 )

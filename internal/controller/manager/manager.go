@@ -44,6 +44,11 @@ type Config struct {
 	Controllers []Entry
 	// Resync is the informers' resync period (0: none).
 	Resync time.Duration
+	// IdentityFor, when set, gives a controller a client configuration of
+	// its own identity (nil keeps the manager's), so that authorization
+	// limits what each controller may write and the audit names it. The
+	// shared informers and events still use RESTConfig.
+	IdentityFor func(controller string) (*rest.Config, error)
 }
 
 // Run builds every controller, starts the informers and runs the
@@ -76,8 +81,13 @@ func Run(ctx context.Context, cfg Config) error {
 	var names []string
 	for _, e := range cfg.Controllers {
 		ectx := cctx
+		if cfg.IdentityFor != nil {
+			if ectx, err = withIdentity(cctx, e.Name, cfg.IdentityFor); err != nil {
+				return err
+			}
+		}
 		if e.OwnConnection {
-			if ectx, err = withOwnConnection(cctx, e.Name); err != nil {
+			if ectx, err = withOwnConnection(ectx, e.Name); err != nil {
 				return err
 			}
 		}
@@ -104,6 +114,27 @@ func Run(ctx context.Context, cfg Config) error {
 	wg.Wait()
 	log.Info("controllers stopped")
 	return nil
+}
+
+// withIdentity copies cctx with the client of the controller's own
+// identity, when it has one.
+func withIdentity(cctx *controller.Context, name string, identityFor func(string) (*rest.Config, error)) (*controller.Context, error) {
+	rc, err := identityFor(name)
+	if err != nil {
+		return nil, fmt.Errorf("controller %s: credentials: %w", name, err)
+	}
+	if rc == nil {
+		return cctx, nil
+	}
+	rc = rest.CopyConfig(rc)
+	rc.UserAgent = "skiff-" + name
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("controller %s: client: %w", name, err)
+	}
+	own := *cctx
+	own.RESTConfig, own.Client = rc, client
+	return &own, nil
 }
 
 // withOwnConnection copies cctx with a client on a connection of its own.

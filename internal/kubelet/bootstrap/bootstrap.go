@@ -61,10 +61,16 @@ type Result struct {
 	// Kubeconfig is the path of the node's kubeconfig (mode 0600).
 	Kubeconfig string
 	RESTConfig *rest.Config
+	// ProxyRESTConfig and DNSRESTConfig are RESTConfig with the service
+	// proxy's and the cluster DNS's own certificates (users
+	// system:kube-proxy and system:kube-dns).
+	ProxyRESTConfig, DNSRESTConfig *rest.Config
 
 	CAFile                          string
 	ServingCertFile, ServingKeyFile string
 	ClientCertFile, ClientKeyFile   string
+	ProxyCertFile, ProxyKeyFile     string
+	DNSCertFile, DNSKeyFile         string
 }
 
 // File names in Config.Dir.
@@ -72,6 +78,8 @@ const (
 	caFile          = "ca.crt"
 	clientName      = "client-kubelet"
 	servingName     = "serving-kubelet"
+	proxyName       = "client-kube-proxy"
+	dnsName         = "client-kube-dns"
 	kubeconfigFile  = "kubelet.kubeconfig"
 	passwordFile    = "node-password"
 	keyMode         = 0o600
@@ -136,6 +144,10 @@ func files(dir string) *Result {
 		ServingKeyFile:  filepath.Join(dir, servingName+".key"),
 		ClientCertFile:  filepath.Join(dir, clientName+".crt"),
 		ClientKeyFile:   filepath.Join(dir, clientName+".key"),
+		ProxyCertFile:   filepath.Join(dir, proxyName+".crt"),
+		ProxyKeyFile:    filepath.Join(dir, proxyName+".key"),
+		DNSCertFile:     filepath.Join(dir, dnsName+".crt"),
+		DNSKeyFile:      filepath.Join(dir, dnsName+".key"),
 	}
 }
 
@@ -164,6 +176,18 @@ func current(cfg Config, caHash string, res *Result) string {
 	}
 	if client.Subject.CommonName != "system:node:"+cfg.NodeName {
 		return "the client certificate is for " + client.Subject.CommonName
+	}
+	for _, c := range []struct{ cert, key, user string }{
+		{res.ProxyCertFile, res.ProxyKeyFile, join.ProxyUser},
+		{res.DNSCertFile, res.DNSKeyFile, join.DNSUser},
+	} {
+		cert, err := loadLeaf(c.cert, c.key, roots, x509.ExtKeyUsageClientAuth)
+		if err != nil {
+			return err.Error()
+		}
+		if cert.Subject.CommonName != c.user {
+			return c.cert + " is for " + cert.Subject.CommonName
+		}
 	}
 	serving, err := loadLeaf(res.ServingCertFile, res.ServingKeyFile, roots, x509.ExtKeyUsageServerAuth)
 	if err != nil {
@@ -234,12 +258,28 @@ func requestCerts(ctx context.Context, cfg Config, caHash string, res *Result) e
 	if err != nil {
 		return err
 	}
+	proxyKey, proxyKeyPEM, err := pki.GenerateKey()
+	if err != nil {
+		return err
+	}
+	dnsKey, dnsKeyPEM, err := pki.GenerateKey()
+	if err != nil {
+		return err
+	}
 	cn := "system:node:" + cfg.NodeName
 	clientCSR, err := pki.NewCSR(clientKey, cn)
 	if err != nil {
 		return err
 	}
 	servingCSR, err := pki.NewCSR(servingKey, cn)
+	if err != nil {
+		return err
+	}
+	proxyCSR, err := pki.NewCSR(proxyKey, join.ProxyUser)
+	if err != nil {
+		return err
+	}
+	dnsCSR, err := pki.NewCSR(dnsKey, join.DNSUser)
 	if err != nil {
 		return err
 	}
@@ -252,6 +292,8 @@ func requestCerts(ctx context.Context, cfg Config, caHash string, res *Result) e
 		NodeName:     cfg.NodeName,
 		ClientCSR:    string(clientCSR),
 		ServingCSR:   string(servingCSR),
+		ProxyCSR:     string(proxyCSR),
+		DNSCSR:       string(dnsCSR),
 		Hostnames:    cfg.Hostnames,
 	}
 	for _, ip := range cfg.Addresses {
@@ -271,7 +313,12 @@ func requestCerts(ctx context.Context, cfg Config, caHash string, res *Result) e
 	}{
 		{"client", certs.ClientCert, clientKey, x509.ExtKeyUsageClientAuth},
 		{"serving", certs.ServingCert, servingKey, x509.ExtKeyUsageServerAuth},
+		{"service proxy", certs.ProxyCert, proxyKey, x509.ExtKeyUsageClientAuth},
+		{"cluster DNS", certs.DNSCert, dnsKey, x509.ExtKeyUsageClientAuth},
 	} {
+		if c.certPEM == "" {
+			return fmt.Errorf("the server sent no %s certificate: it runs an older version than this agent; upgrade the servers first", c.what)
+		}
 		cert, err := pki.ParseCertPEM([]byte(c.certPEM))
 		if err != nil {
 			return fmt.Errorf("%s certificate from the server: %w", c.what, err)
@@ -292,8 +339,12 @@ func requestCerts(ctx context.Context, cfg Config, caHash string, res *Result) e
 	}{
 		{res.ClientKeyFile, clientKeyPEM, keyMode},
 		{res.ServingKeyFile, servingKeyPEM, keyMode},
+		{res.ProxyKeyFile, proxyKeyPEM, keyMode},
+		{res.DNSKeyFile, dnsKeyPEM, keyMode},
 		{res.ClientCertFile, []byte(certs.ClientCert), certMode},
 		{res.ServingCertFile, []byte(certs.ServingCert), certMode},
+		{res.ProxyCertFile, []byte(certs.ProxyCert), certMode},
+		{res.DNSCertFile, []byte(certs.DNSCert), certMode},
 		{res.CAFile, caPEM, certMode},
 	} {
 		if err := pki.WriteFileAtomic(f.path, f.data, f.mode); err != nil {
@@ -461,5 +512,28 @@ func writeKubeconfig(cfg Config, res *Result) error {
 		return fmt.Errorf("node kubeconfig: %w", err)
 	}
 	res.RESTConfig = rc
+	if res.ProxyRESTConfig, err = WithClientCert(rc, res.ProxyCertFile, res.ProxyKeyFile); err != nil {
+		return err
+	}
+	if res.DNSRESTConfig, err = WithClientCert(rc, res.DNSCertFile, res.DNSKeyFile); err != nil {
+		return err
+	}
 	return nil
+}
+
+// WithClientCert returns a copy of rc that authenticates with the
+// certificate and key in certFile and keyFile instead.
+func WithClientCert(rc *rest.Config, certFile, keyFile string) (*rest.Config, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate: %w", err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("client key: %w", err)
+	}
+	out := rest.CopyConfig(rc)
+	out.CertFile, out.KeyFile = "", ""
+	out.CertData, out.KeyData = certPEM, keyPEM
+	return out, nil
 }
