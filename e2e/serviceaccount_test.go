@@ -81,7 +81,7 @@ spec:
 		t.Errorf("namespace file = %q, want default", out)
 	}
 	// The kubernetes service's variables are set (service links or not).
-	if out := c.mustKubectl(t, "exec", "sa-client", "--", "printenv", "KUBERNETES_SERVICE_PORT_HTTPS"); strings.TrimSpace(out) != "443" {
+	if out := c.mustKubectl(t, "exec", "sa-client", "--", "sh", "-c", "echo $KUBERNETES_SERVICE_PORT_HTTPS"); strings.TrimSpace(out) != "443" {
 		t.Errorf("KUBERNETES_SERVICE_PORT_HTTPS = %q, want 443", out)
 	}
 
