@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"skiff/internal/kubelet/kubelettest"
 )
@@ -85,6 +88,27 @@ spec:
 		t.Errorf("KUBERNETES_SERVICE_PORT_HTTPS = %q, want 443", out)
 	}
 
+	// The kubelet's API asks the API server who may use it: another node's
+	// certificate and the pod's own token are refused, naming the user.
+	kubelet := "https://127.0.0.1:" + argValue(c.args, "--kubelet-port") + "/containerLogs/default/sa-client/app"
+	otherNode := c.userConfig(t, "system:node:other-node", "system:nodes")
+	token := c.mustKubectl(t, "exec", "sa-client", "--", "cat", dir+"/token")
+	for _, tt := range []struct {
+		name   string
+		cfg    *rest.Config
+		status int
+		body   string
+	}{
+		{"no credential", &rest.Config{}, http.StatusUnauthorized, "Unauthorized"},
+		{"another node", otherNode, http.StatusForbidden, "Forbidden (user=system:node:other-node, verb=get, resource=nodes, subresource=proxy)"},
+		{"the pod's token", &rest.Config{BearerToken: token}, http.StatusForbidden, "Forbidden (user=system:serviceaccount:default:default, verb=get, resource=nodes, subresource=proxy)"},
+	} {
+		status, body := kubeletGet(t, tt.cfg, kubelet)
+		if status != tt.status || body != tt.body {
+			t.Errorf("kubelet API, %s: %d %q, want %d %q", tt.name, status, body, tt.status, tt.body)
+		}
+	}
+
 	// The token authenticates: the account is known, and forbidden to
 	// list pods.
 	out, _, err := c.kubectl("exec", "sa-client", "--", "/incluster")
@@ -144,6 +168,45 @@ func inClusterImage(t *testing.T, base string) string {
 	}
 	reg := &kubelettest.Registry{Host: host}
 	return reg.Push(t, "e2e/incluster:v1", img)
+}
+
+// userConfig is a client config with a certificate of the cluster CA for
+// user in groups (skiff kubeconfig --user).
+func (c *cluster) userConfig(t *testing.T, user string, groups ...string) *rest.Config {
+	t.Helper()
+	args := []string{"kubeconfig", "--data-dir", argValue(c.args, "--data-dir"), "--user", user}
+	for _, g := range groups {
+		args = append(args, "--group", g)
+	}
+	out, err := exec.Command(c.skiffBin, args...).Output()
+	if err != nil {
+		t.Fatalf("skiff %s: %v", strings.Join(args, " "), err)
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// kubeletGet calls a kubelet's API with cfg's credentials, not checking
+// the kubelet's serving certificate (what is tested is who it lets in).
+func kubeletGet(t *testing.T, cfg *rest.Config, url string) (int, string) {
+	t.Helper()
+	cfg = rest.CopyConfig(cfg)
+	cfg.TLSClientConfig.CAData, cfg.TLSClientConfig.CAFile = nil, ""
+	cfg.TLSClientConfig.Insecure = true
+	tr, err := rest.TransportFor(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Transport: tr, Timeout: commandTimeout}).Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
 }
 
 // argValue is the value following flag in args.
