@@ -22,6 +22,12 @@ import (
 // it with the test image's reference in an in-process registry.
 func startNode(t *testing.T) (*cluster, string) {
 	t.Helper()
+	return startNodeWith(t)
+}
+
+// startNodeWith is startNode with more server flags.
+func startNodeWith(t *testing.T, extraArgs ...string) (*cluster, string) {
+	t.Helper()
 	kubelettest.RequireRoot(t)
 	reg := kubelettest.StartRegistry(t)
 	image := reg.Push(t, "e2e/prog:v1", kubelettest.Image(t))
@@ -37,7 +43,7 @@ func startNode(t *testing.T) (*cluster, string) {
 		}
 		kubelettest.RemoveCgroups(cgroupParent)
 	})
-	c = startServer(t,
+	c = startServer(t, append([]string{
 		"--node-name", "e2e-node",
 		"--node-ip", "127.0.0.1",
 		"--kubelet-address", "127.0.0.1",
@@ -47,7 +53,7 @@ func startNode(t *testing.T) (*cluster, string) {
 		// These tests run in the machine's own network namespace: pods stay
 		// on loopback (network_test.go covers the pod network in namespaces).
 		"--pod-network", "none",
-	)
+	}, extraArgs...)...)
 	// Runs before the server stops (cleanups run last-in, first-out):
 	// pods are deleted through the API while it still serves.
 	t.Cleanup(func() {

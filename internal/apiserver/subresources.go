@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"skiff/internal/admission"
 	"skiff/internal/registry"
 	"skiff/internal/storage"
 )
@@ -135,6 +136,18 @@ func (q *request) action(a *registry.Action) {
 		return
 	}
 	ctx := q.r.Context()
+	// As upstream, a subresource create (a binding, an eviction, a token
+	// request) passes admission with its body as the object: NodeRestriction
+	// limits what a node may ask for.
+	if a.Verb == "create" {
+		if err := q.s.admit(ctx, &admission.Attributes{
+			Operation: admission.Create, Resource: q.res.GVR(), Subresource: q.ri.subresource,
+			Namespace: q.ri.namespace, Name: q.ri.name, Object: body, DryRun: q.dryRun(),
+		}); err != nil {
+			q.fail(err)
+			return
+		}
+	}
 	if a.Delete != nil {
 		if _, _, err := q.s.deleteObject(ctx, q.res, q.ri.namespace, q.ri.name, a.Delete(body)); err != nil {
 			q.fail(err)

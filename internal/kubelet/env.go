@@ -189,12 +189,23 @@ func (k *Kubelet) serviceEnv(pod *corev1.Pod) map[string]string {
 	if k.services == nil {
 		return out
 	}
-	var svcs []*corev1.Service
-	if pod.Spec.EnableServiceLinks == nil || *pod.Spec.EnableServiceLinks {
-		svcs, _ = k.services.Services(pod.Namespace).List(labels.Everything())
+	// As upstream: the API server's service (KUBERNETES_SERVICE_HOST and
+	// _PORT, what in-cluster clients find the API by) is always there,
+	// even with service links off; a service of the pod's own namespace
+	// with the same name wins.
+	byName := map[string]*corev1.Service{}
+	if master, err := k.services.Services(metav1.NamespaceDefault).Get("kubernetes"); err == nil {
+		byName[master.Name] = master
 	}
-	if master, err := k.services.Services(metav1.NamespaceDefault).Get("kubernetes"); err == nil && pod.Namespace != metav1.NamespaceDefault {
-		svcs = append(svcs, master)
+	if pod.Spec.EnableServiceLinks == nil || *pod.Spec.EnableServiceLinks {
+		own, _ := k.services.Services(pod.Namespace).List(labels.Everything())
+		for _, s := range own {
+			byName[s.Name] = s
+		}
+	}
+	svcs := make([]*corev1.Service, 0, len(byName))
+	for _, s := range byName {
+		svcs = append(svcs, s)
 	}
 	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Name < svcs[j].Name })
 	for _, s := range svcs {

@@ -53,8 +53,9 @@ type Config struct {
 	Version string
 	Logger  *slog.Logger
 
-	// ServingCertFile and ServingKeyFile serve the kubelet API; only
-	// clients with certificates from ClientCA (the API server's) may call it.
+	// ServingCertFile and ServingKeyFile serve the kubelet API. Clients
+	// present a certificate from ClientCA or a bearer token, and the API
+	// server decides what they may do (TokenReview, SubjectAccessReview).
 	ServingCertFile, ServingKeyFile string
 	ClientCA                        *x509.CertPool
 
@@ -251,6 +252,8 @@ func (k *Kubelet) Run(ctx context.Context) error {
 		CertFile: k.cfg.ServingCertFile,
 		KeyFile:  k.cfg.ServingKeyFile,
 		ClientCA: k.cfg.ClientCA,
+		Client:   k.client,
+		NodeName: k.nodeName,
 		Provider: &provider{k: k},
 		Logger:   k.log,
 	})

@@ -21,6 +21,9 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/cache"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
 )
 
 // Provider is what the kubelet gives the server.
@@ -55,7 +58,7 @@ type Streams struct {
 }
 
 // DefaultClientCN is the common name of the API server's kubelet client
-// certificate, the only client allowed by default.
+// certificate, the only client allowed without Config.Client.
 const DefaultClientCN = "kube-apiserver-kubelet-client"
 
 // Config configures a Server.
@@ -65,8 +68,18 @@ type Config struct {
 	// ClientCA verifies client certificates; a request without a verified
 	// certificate is refused with 401 (except /healthz).
 	ClientCA *x509.CertPool
-	// AllowedClientCNs are the certificate common names allowed to use the
-	// API (others get 403). Default: {DefaultClientCN}.
+	// Client, when set, is the node's client of the API server, which then
+	// decides who may use this API (see authz.go): certificates verified
+	// against ClientCA and bearer tokens (TokenReview) authenticate, and
+	// every request needs a SubjectAccessReview allowing the user the
+	// node's nodes/<subresource>. AllowedClientCNs is ignored then.
+	Client kubernetes.Interface
+	// NodeName is this node, the object of those reviews.
+	NodeName string
+	// Clock times the review caches (nil: the real clock).
+	Clock cache.Clock
+	// AllowedClientCNs are, without Client, the certificate common names
+	// allowed to use the API (others get 403). Default: {DefaultClientCN}.
 	AllowedClientCNs []string
 	Provider         Provider
 	Logger           *slog.Logger
@@ -93,6 +106,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = ":10250"
+	}
+	if cfg.Client != nil && cfg.NodeName == "" {
+		return nil, errors.New("kubelet server: a node name is required to authorize requests")
 	}
 	if len(cfg.AllowedClientCNs) == 0 {
 		cfg.AllowedClientCNs = []string{DefaultClientCN}
@@ -214,6 +230,13 @@ func (s *Server) routes() http.Handler {
 	}
 	for _, p := range []string{"/portForward/{ns}/{pod}", "/portForward/{ns}/{pod}/{uid}"} {
 		mux.HandleFunc(p, s.handlePortForward)
+	}
+	if s.cfg.Client != nil {
+		clk := s.cfg.Clock
+		if clk == nil {
+			clk = clock.RealClock{}
+		}
+		return newDelegate(s.cfg.Client, s.cfg.NodeName, clk).filter(s, mux)
 	}
 	return s.authenticate(mux)
 }

@@ -21,7 +21,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
 )
 
 // Config configures a Manager.
@@ -41,7 +43,9 @@ type Config struct {
 	// Offline, when set and true, says no server answers now: the local
 	// copies are read first, without waiting on the API.
 	Offline func() bool
-	Logger  *slog.Logger
+	// Clock times service account token renewal (nil: the real clock).
+	Clock  clock.PassiveClock
+	Logger *slog.Logger
 }
 
 // Manager sets up and tears down pod volumes. It is safe for concurrent use
@@ -51,6 +55,7 @@ type Manager struct {
 	cfg    Config
 	log    *slog.Logger
 	copies *localCopies // nil without Config.LocalCopyDir
+	tokens *tokens
 }
 
 // New returns a Manager for cfg.
@@ -59,7 +64,10 @@ func New(cfg Config) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{cfg: cfg, log: log.With("component", "volumes")}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	m := &Manager{cfg: cfg, log: log.With("component", "volumes"), tokens: newTokens(cfg.Client, cfg.Clock)}
 	if cfg.LocalCopyDir != "" {
 		m.copies = newLocalCopies(cfg.LocalCopyDir)
 	}
@@ -105,8 +113,10 @@ func (m *Manager) volDir(pod *corev1.Pod, kind, name string) (string, error) {
 }
 
 // SetUp prepares every volume in pod.Spec.Volumes and returns them by name.
-// It is idempotent and meant to be called on every pod sync; it also
-// refreshes configMap, secret, downwardAPI and projected contents. An error
+// It is idempotent and meant to be called on every pod sync (the pod
+// worker's sync interval, 10 s by default); it also refreshes configMap,
+// secret, downwardAPI and projected contents, service account tokens
+// included. An error
 // names the volume and what is missing; a volume's contents are swapped in
 // whole or not at all.
 func (m *Manager) SetUp(ctx context.Context, pod *corev1.Pod) (map[string]Volume, error) {
@@ -257,16 +267,48 @@ func (m *Manager) projected(ctx context.Context, pod *corev1.Pod, volName string
 				return err
 			}
 		case s.ServiceAccountToken != nil:
-			// Gap: skiff does not mint bound service account tokens yet
-			// (TokenRequest), so the token file is left out.
-			m.log.Warn("skipping serviceAccountToken projection: not supported yet",
-				"pod", pod.Namespace+"/"+pod.Name, "volume", volName, "path", s.ServiceAccountToken.Path)
+			tok, err := m.serviceAccountToken(ctx, pod, volName, s.ServiceAccountToken)
+			if err != nil {
+				return err
+			}
+			if err := p.add(s.ServiceAccountToken.Path, tok, fileMode(nil, src.DefaultMode)); err != nil {
+				return fmt.Errorf("serviceAccountToken: %w", err)
+			}
 		default:
 			m.log.Warn("skipping unsupported projected volume source",
 				"pod", pod.Namespace+"/"+pod.Name, "volume", volName)
 		}
 	}
 	return nil
+}
+
+// serviceAccountToken is the projection's token: the cached or a new one
+// from the API. While no server answers, the token already in the volume
+// is kept (it stays valid until it expires; the API decides then), so an
+// offline node does not fail its pods.
+func (m *Manager) serviceAccountToken(ctx context.Context, pod *corev1.Pod, volName string, src *corev1.ServiceAccountTokenProjection) ([]byte, error) {
+	onDisk := func() ([]byte, bool) {
+		dir, err := m.volDir(pod, kindProjected, volName)
+		if err != nil || checkPayloadPath(src.Path) != nil {
+			return nil, false
+		}
+		b, err := os.ReadFile(filepath.Join(dir, dataLink, filepath.FromSlash(src.Path)))
+		return b, err == nil && len(b) > 0
+	}
+	if m.cfg.Offline != nil && m.cfg.Offline() {
+		if b, ok := onDisk(); ok {
+			return b, nil
+		}
+	}
+	tok, err := m.tokens.get(ctx, pod, src)
+	if err != nil {
+		if b, ok := onDisk(); ok && unreachable(err) {
+			m.log.Debug("no server answers: keeping the service account token on disk", "pod", pod.Namespace+"/"+pod.Name, "volume", volName, "err", err)
+			return b, nil
+		}
+		return nil, err
+	}
+	return []byte(tok), nil
 }
 
 func (m *Manager) emptyDir(pod *corev1.Pod, name string, src *corev1.EmptyDirVolumeSource) (Volume, error) {
@@ -456,6 +498,7 @@ func (m *Manager) TearDown(ctx context.Context, podUID string) error {
 	if err != nil {
 		return err
 	}
+	m.tokens.forgetPod(types.UID(podUID))
 	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}

@@ -8,12 +8,14 @@ import (
 	"syscall"
 	"testing"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"skiff/internal/config"
 	"skiff/internal/server/servertest"
 )
 
@@ -72,9 +74,10 @@ func mustCreate[T any](t *testing.T, create func(context.Context, T, metav1.Crea
 }
 
 // TestAPIVolumes runs against a real API server: configMap, secret,
-// downwardAPI, projected and persistentVolumeClaim volumes.
+// downwardAPI, projected and persistentVolumeClaim volumes. The server
+// issues service account tokens (Node,RBAC).
 func TestAPIVolumes(t *testing.T) {
-	s := servertest.Start(t, "", servertest.NoControlPlane)
+	s := servertest.Start(t, "", servertest.NoControlPlane, func(c *config.Server) { c.AuthorizationMode = config.AuthorizationNodeRBAC })
 	client := s.Client(t)
 	ctx := context.Background()
 
@@ -234,7 +237,13 @@ func TestAPIVolumes(t *testing.T) {
 		}
 	})
 	t.Run("projected", func(t *testing.T) {
-		pod := newPod("uid-projected", corev1.Volume{Name: "all", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		// The token is bound to the pod, which the API must know.
+		mustCreate(t, client.CoreV1().ServiceAccounts(ns).Create, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "runner"}})
+		apiPod := newPod("")
+		apiPod.Name, apiPod.Spec.ServiceAccountName = "web-projected", "runner"
+		apiPod.Spec.Containers[0].Image = "busybox"
+		apiPod = mustCreate(t, client.CoreV1().Pods(ns).Create, apiPod)
+		pod := newPod(string(apiPod.UID), corev1.Volume{Name: "all", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 			DefaultMode: ptr(int32(0o440)),
 			Sources: []corev1.VolumeProjection{
 				{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "app-config"},
@@ -245,6 +254,7 @@ func TestAPIVolumes(t *testing.T) {
 					{Path: "namespace", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}}}},
 				{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token"}},
 			}}}})
+		pod.Name, pod.Spec.ServiceAccountName = apiPod.Name, "runner"
 		vols, err := m.SetUp(ctx, pod)
 		if err != nil {
 			t.Fatal(err)
@@ -261,8 +271,17 @@ func TestAPIVolumes(t *testing.T) {
 		if got := readFile(t, filepath.Join(dir, "namespace")); got != ns {
 			t.Errorf("namespace = %q", got)
 		}
-		if _, err := os.Lstat(filepath.Join(dir, "token")); err == nil {
-			t.Error("token written, but tokens are not supported")
+		wantMode(t, filepath.Join(dir, "token"), 0o440)
+		review, err := client.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
+			Spec: authenticationv1.TokenReviewSpec{Token: readFile(t, filepath.Join(dir, "token"))}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !review.Status.Authenticated || review.Status.User.Username != "system:serviceaccount:default:runner" {
+			t.Errorf("token review: %+v, want system:serviceaccount:default:runner", review.Status)
+		}
+		if err := m.TearDown(ctx, string(pod.UID)); err != nil {
+			t.Fatal(err)
 		}
 	})
 	t.Run("fsGroup", func(t *testing.T) {
@@ -297,7 +316,7 @@ func TestAPIVolumes(t *testing.T) {
 	})
 	t.Run("persistentVolumeClaim", func(t *testing.T) { testClaims(t, m, client) })
 	t.Run("tearDown", func(t *testing.T) {
-		for _, uid := range []string{"uid-cm", "uid-secret", "uid-downward", "uid-projected"} {
+		for _, uid := range []string{"uid-cm", "uid-secret", "uid-downward"} {
 			if err := m.TearDown(ctx, uid); err != nil {
 				t.Fatal(err)
 			}
