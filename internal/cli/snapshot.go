@@ -12,11 +12,10 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"skiff/internal/config"
 	"skiff/internal/etcd"
+	"skiff/internal/server"
 )
 
 // snapshotsConfig converts the server's snapshot and cluster-reset flags.
@@ -99,28 +98,22 @@ func snapshotSave(c *cli.Context) error {
 		}
 		node = strings.ToLower(h)
 	}
-	endpoint := "http://" + net.JoinHostPort(c.String("etcd-listen-address"), strconv.Itoa(c.Int("etcd-client-port")))
+	endpoint := "https://" + net.JoinHostPort(c.String("etcd-listen-address"), strconv.Itoa(c.Int("etcd-client-port")))
 	ctx := c.Context
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	ec, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{endpoint},
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
-	})
+	// etcd's client port takes only certificates from the etcd CA; the
+	// server keeps a client certificate for local tools in its data dir.
+	tlsFiles := server.EtcdClientTLS(c.String("data-dir"))
+	if _, err := os.Stat(tlsFiles.CertFile); err != nil {
+		return fmt.Errorf("no etcd client certificate: %w; run this as root on a server, with its --data-dir", err)
+	}
+	ec, err := etcd.NewClient(ctx, etcd.ClientConfig{Endpoints: []string{endpoint}, TLS: tlsFiles, DialTimeout: 10 * time.Second})
 	if err != nil {
-		return fmt.Errorf("etcd client for %s: %w", endpoint, err)
+		return fmt.Errorf("cannot reach etcd: `skiff server` must be running on this machine (see --etcd-client-port): %w", err)
 	}
 	defer ec.Close()
-	// The client dials lazily; ask once so that "no server" is an error
-	// that says so, not a stream error.
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err = ec.Status(sctx, endpoint)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("cannot reach etcd at %s: `skiff server` must be running on this machine (see --etcd-client-port): %w", endpoint, err)
-	}
 	name := etcd.SnapshotName(c.String("name"), node, time.Now())
 	s, err := etcd.SaveSnapshot(ctx, ec, snapshotDir(c), name)
 	if err != nil {

@@ -84,6 +84,10 @@ func (s *Server) Layout() config.Layout { return config.Layout{DataDir: s.cfg.Da
 func (s *Server) Run(ctx context.Context) error {
 	layout := s.Layout()
 	s.log.Info("starting", "dataDir", s.cfg.DataDir, "version", s.version)
+	hadEtcdCA, err := etcdCAExists(layout)
+	if err != nil {
+		return err
+	}
 	var joinRoots *x509.CertPool
 	if s.joining(layout) {
 		var err error
@@ -114,13 +118,39 @@ func (s *Server) Run(ctx context.Context) error {
 		Logger:              s.log.With("component", "etcd"),
 		Debug:               s.cfg.Debug,
 	}
+	etcdCA, err := s.ensureEtcdTLS(layout, &etcdCfg)
+	if err != nil {
+		return err
+	}
+	onClusterCA := false
 	if s.clustered(layout) {
-		if err := s.peerSetup(layout, tlsFiles.ca, &etcdCfg); err != nil {
+		if onClusterCA, err = s.peersOnClusterCA(layout, hadEtcdCA); err != nil {
+			return err
+		}
+		if err := s.peerSetup(layout, tlsFiles.ca, etcdCA, onClusterCA, &etcdCfg); err != nil {
+			return err
+		}
+	} else if err := s.loopbackPeerTLS(layout, etcdCA, &etcdCfg); err != nil {
+		return err
+	}
+	reset, err := s.clusterReset(ctx, &etcdCfg)
+	if err != nil {
+		return err
+	}
+	if reset && onClusterCA {
+		// The member is now alone: no peer needs the cluster CA any more.
+		s.log.Info("cluster reset: etcd peers now authenticate with the etcd CA; servers that join get it", "component", "etcd")
+		onClusterCA = false
+		if err := s.peerSetup(layout, tlsFiles.ca, etcdCA, false, &etcdCfg); err != nil {
+			return err
+		}
+		if err := unmarkPeersOnClusterCA(layout); err != nil {
 			return err
 		}
 	}
-	if err := s.clusterReset(ctx, &etcdCfg); err != nil {
-		return err
+	if onClusterCA {
+		s.log.Warn("etcd peers still authenticate with the cluster CA, which also signs agents and users; the client port requires the etcd CA already. Once every server runs this version, move the peers to the etcd CA (README: upgrading a cluster of servers)",
+			"component", "etcd")
 	}
 	if joinRoots != nil {
 		if err := s.addEtcdMember(ctx, joinRoots, &etcdCfg); err != nil {
@@ -225,7 +255,7 @@ func (s *Server) Run(ctx context.Context) error {
 	cpDone := make(chan error, 1)
 	go func() { cpDone <- s.runControlPlane(cpCtx, db, rc, extra) }()
 	snapDone := s.startSnapshots(cpCtx, db.Client())
-	membershipDone := s.startMembership(cpCtx, db, layout)
+	membershipDone := s.startMembership(cpCtx, db, layout, onClusterCA)
 
 	select {
 	case <-ctx.Done():
@@ -414,43 +444,45 @@ func (s *Server) SnapshotDir() string {
 // etcd data with that snapshot; without one it has etcd drop every other
 // member on start, keeping the data. Either way this server then runs a
 // one-member etcd cluster.
-func (s *Server) clusterReset(ctx context.Context, ec *etcd.Config) error {
+//
+// It reports whether it reset: a restore done already is not done again.
+func (s *Server) clusterReset(ctx context.Context, ec *etcd.Config) (bool, error) {
 	snap := s.cfg.EtcdSnapshots
 	if !snap.ClusterReset {
-		return nil
+		return false, nil
 	}
 	if snap.RestorePath == "" {
 		ec.ForceNewCluster = true
 		s.log.Warn("cluster reset: etcd starts as the only member of its cluster, keeping its data; other servers must rejoin. Remove --cluster-reset before the next restart",
 			"data-dir", ec.DataDir)
-		return nil
+		return true, nil
 	}
 	// A restore is done once: flags left in a service unit must not
 	// restore the same snapshot over newer data on every restart.
 	marker := filepath.Join(filepath.Dir(ec.DataDir), "restored-from")
 	stamp, err := snapshotStamp(snap.RestorePath)
 	if err != nil {
-		return fmt.Errorf("cluster reset: %w", err)
+		return false, fmt.Errorf("cluster reset: %w", err)
 	}
 	if done, _ := os.ReadFile(marker); string(done) == stamp {
 		s.log.Warn("cluster reset: this snapshot was already restored; starting with the current data. Remove --cluster-reset and --cluster-reset-restore-path",
 			"snapshot", snap.RestorePath)
-		return nil
+		return false, nil
 	}
 	s.log.Warn("cluster reset: restoring etcd from a snapshot", "snapshot", snap.RestorePath, "data-dir", ec.DataDir)
 	old, err := etcd.Restore(ctx, *ec, snap.RestorePath)
 	if err != nil {
-		return fmt.Errorf("cluster reset: %w", err)
+		return false, fmt.Errorf("cluster reset: %w", err)
 	}
 	if err := pki.WriteFileAtomic(marker, []byte(stamp), 0o600); err != nil {
-		return fmt.Errorf("cluster reset: remember the restore: %w", err)
+		return false, fmt.Errorf("cluster reset: remember the restore: %w", err)
 	}
 	if old != "" {
 		s.log.Warn("cluster reset: the previous etcd data was kept; delete it once the restored cluster is fine", "path", old)
 	}
 	s.log.Warn("cluster reset: restored; etcd is now a one-member cluster. Remove --cluster-reset and --cluster-reset-restore-path before the next restart, or it restores this snapshot again",
 		"snapshot", snap.RestorePath)
-	return nil
+	return true, nil
 }
 
 // startSnapshots runs scheduled etcd snapshots until ctx is done; the
