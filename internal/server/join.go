@@ -212,6 +212,9 @@ func (s *Server) peerSetup(layout config.Layout, clusterCA, etcdCA *pki.CA, onCl
 type serverJoin struct {
 	db     *etcd.Etcd
 	secret string
+	// takesPeers is false on a server started without --cluster-init:
+	// its etcd listens for peers on loopback only.
+	takesPeers bool
 }
 
 func (j *serverJoin) BootstrapData(ctx context.Context) ([]byte, error) {
@@ -242,7 +245,7 @@ func (j *serverJoin) AddServer(ctx context.Context, name, peerURL string) (strin
 }
 
 func (j *serverJoin) clustered() error {
-	if !strings.HasPrefix(j.db.PeerURL(), "https://") {
+	if !j.takesPeers {
 		return apierrors.NewBadRequest("this server was not started with --cluster-init: its etcd takes no peers. Restart it with --cluster-init (its data is kept), then join again")
 	}
 	return nil

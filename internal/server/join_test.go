@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"skiff/internal/config"
+	"skiff/internal/etcd"
 	"skiff/internal/server"
 	"skiff/internal/server/servertest"
 )
@@ -21,13 +22,16 @@ import (
 // etcdClient connects to the server's etcd; both end with the test.
 func etcdClient(t *testing.T, s *servertest.Server) (*clientv3.Client, context.Context) {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{fmt.Sprintf("http://127.0.0.1:%d", s.Config.EtcdClientPort)}, DialTimeout: 5 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	cli, err := etcd.NewClient(ctx, etcd.ClientConfig{
+		Endpoints: []string{fmt.Sprintf("https://127.0.0.1:%d", s.Config.EtcdClientPort)},
+		TLS:       server.EtcdClientTLS(s.DataDir),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cli.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
 	return cli, ctx
 }
 

@@ -208,7 +208,7 @@ func (s *Server) Run(ctx context.Context) error {
 		TokenSecret:       tlsFiles.tokenSecret,
 		CA:                tlsFiles.ca,
 		KubeletClientCert: &tlsFiles.kubeletClient,
-		ServerJoin:        &serverJoin{db: db, secret: tlsFiles.tokenSecret},
+		ServerJoin:        &serverJoin{db: db, secret: tlsFiles.tokenSecret, takesPeers: s.clustered(layout)},
 		Etcd:              db.Client(),
 		Quorum:            db.CheckQuorum,
 		ServiceCIDR:       s.cfg.ServiceCIDR,
