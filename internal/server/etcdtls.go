@@ -93,10 +93,11 @@ func etcdCAExists(layout config.Layout) (bool, error) {
 
 // peersOnClusterCA reports whether this server's etcd member authenticates
 // its peers with the cluster CA, as members made by older versions do. A
-// member of a cluster (not a lone server, which has no peers to agree with)
-// that predates the etcd CA is marked so on its first start after the
-// upgrade, and stays so until a cluster reset: its peers, upgraded or not,
-// present certificates from the cluster CA and trust only it.
+// member that took peers before the etcd CA existed (not a lone server,
+// which has no peers to agree with) is marked so on its first start after
+// the upgrade, and stays so until a cluster reset: its peers, upgraded or
+// not, present certificates from the cluster CA and trust only it. It must
+// be called before peerSetup, which marks the data dir as clustered.
 func (s *Server) peersOnClusterCA(layout config.Layout, hadEtcdCA bool) (bool, error) {
 	marker := layout.EtcdPeersOnClusterCAMarker()
 	if _, err := os.Stat(marker); err == nil {
@@ -104,8 +105,13 @@ func (s *Server) peersOnClusterCA(layout config.Layout, hadEtcdCA bool) (bool, e
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("etcd peer CA: %w", err)
 	}
-	if hadEtcdCA || !etcd.MemberExists(layout.EtcdDir()) || !s.clustered(layout) {
+	if hadEtcdCA || !etcd.MemberExists(layout.EtcdDir()) {
 		return false, nil
+	}
+	if _, err := os.Stat(layout.ClusterMarker()); errors.Is(err, fs.ErrNotExist) {
+		return false, nil // it took no peers before
+	} else if err != nil {
+		return false, fmt.Errorf("etcd peer CA: %w", err)
 	}
 	if err := markPeersOnClusterCA(layout); err != nil {
 		return false, err
