@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-
 	clientv3 "go.etcd.io/etcd/client/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
@@ -206,9 +204,7 @@ func (c *haCluster) etcdClient(n *netNode) (*clientv3.Client, error) {
 		Endpoints:   []string{"https://127.0.0.1:2379"},
 		TLS:         server.EtcdClientTLS(filepath.Join(n.dir, "data")),
 		DialTimeout: 3 * time.Second,
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			return dial(ctx, "tcp", addr)
-		})},
+		DialContext: dial,
 	})
 }
 

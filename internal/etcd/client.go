@@ -5,6 +5,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -24,9 +27,9 @@ type ClientConfig struct {
 	TLS TLSFiles
 	// DialTimeout bounds the first connection; 5s if zero.
 	DialTimeout time.Duration
-	// DialOptions are passed to gRPC (a dialer into another network
+	// DialContext, when set, makes the connections (into another network
 	// namespace, in tests).
-	DialOptions []grpc.DialOption
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // ClientTLSConfig is the TLS configuration of a client that presents the
@@ -57,21 +60,51 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*clientv3.Client, error) 
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 5 * time.Second
 	}
-	cli, err := clientv3.New(clientv3.Config{
+	sctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
+	defer cancel()
+	if err := probe(sctx, cfg, tc); err != nil {
+		return nil, err
+	}
+	ccfg := clientv3.Config{
 		Endpoints:   cfg.Endpoints,
 		TLS:         tc,
 		DialTimeout: cfg.DialTimeout,
-		DialOptions: cfg.DialOptions,
 		Logger:      zap.NewNop(),
-	})
+	}
+	if dial := cfg.DialContext; dial != nil {
+		ccfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return dial(ctx, "tcp", addr)
+		})}
+	}
+	cli, err := clientv3.New(ccfg)
 	if err != nil {
 		return nil, fmt.Errorf("etcd client for %v: %w", cfg.Endpoints, err)
 	}
-	sctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
-	defer cancel()
 	if _, err := cli.Status(sctx, cfg.Endpoints[0]); err != nil {
 		cli.Close()
 		return nil, fmt.Errorf("etcd at %s: %w", cfg.Endpoints[0], err)
 	}
 	return cli, nil
+}
+
+// probe asks the first endpoint for etcd's version over HTTPS. gRPC retries
+// a refused handshake until its deadline and then reports only that; this
+// returns etcd's TLS alert itself ("tls: unknown certificate authority").
+func probe(ctx context.Context, cfg ClientConfig, tc *tls.Config) error {
+	tr := &http.Transport{TLSClientConfig: tc.Clone(), DialContext: cfg.DialContext}
+	defer tr.CloseIdleConnections()
+	url := strings.TrimSuffix(cfg.Endpoints[0], "/") + "/version"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("etcd endpoint %s: %w", cfg.Endpoints[0], err)
+	}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		return fmt.Errorf("etcd at %s: %w", cfg.Endpoints[0], err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("etcd at %s: /version answered %s", cfg.Endpoints[0], resp.Status)
+	}
+	return nil
 }
