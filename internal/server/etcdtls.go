@@ -65,7 +65,13 @@ func (s *Server) ensureEtcdTLS(layout config.Layout, ec *etcd.Config) (*pki.CA, 
 		return nil, fmt.Errorf("etcd CA: %w", err)
 	}
 	ips := []net.IP{net.IPv4(127, 0, 0, 1)}
-	if ip := net.ParseIP(s.cfg.EtcdListenAddress); ip != nil && !ip.IsUnspecified() {
+	switch ip := net.ParseIP(s.cfg.EtcdListenAddress); {
+	case ip == nil:
+	case ip.IsUnspecified():
+		// Listening everywhere: clients may come by any of the node's
+		// addresses.
+		ips = append(ips, hostIPs()...)
+	default:
 		ips = append(ips, ip)
 	}
 	certFile, keyFile, err := ca.EnsureServingCert(dir, etcdServerCertName, []string{"localhost"}, ips)

@@ -23,8 +23,8 @@ import (
 )
 
 // A server joins another's cluster in two steps around ensureTLS: first it
-// takes the cluster's CA and token (fetchClusterBootstrap), so that its own
-// certificates come from the cluster CA; then, with its etcd configured, it
+// takes the cluster's CA, etcd CA and token (fetchClusterBootstrap), so that
+// its own certificates come from them; then, with its etcd configured, it
 // has itself added as an etcd learner (addEtcdMember) and starts etcd with
 // the members it was given. A server that has etcd data already restarts
 // from it and does neither.

@@ -149,7 +149,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	if onClusterCA {
-		s.log.Warn("etcd peers still authenticate with the cluster CA, which also signs agents and users; the client port requires the etcd CA already. Once every server runs this version, move the peers to the etcd CA (README: upgrading a cluster of servers)",
+		s.log.Warn("etcd peers still authenticate with the cluster CA, which also signs agents and users; the client port requires the etcd CA already. Once every server runs this version, move the peers to the etcd CA as the README says (etcd's ports, upgrading)",
 			"component", "etcd")
 	}
 	if joinRoots != nil {
