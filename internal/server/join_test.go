@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,25 @@ func TestServersJoin(t *testing.T) {
 	}
 	if len(members) != 3 {
 		t.Fatalf("etcd members %v: want three voters", members)
+	}
+	// The etcd CA is the first server's, handed over in the bootstrap
+	// data, and is not the cluster CA.
+	readCA := func(dir string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	etcdCA := readCA(config.Layout{DataDir: s1.DataDir}.EtcdTLSDir())
+	if etcdCA == readCA(config.Layout{DataDir: s1.DataDir}.TLSDir()) {
+		t.Error("the etcd CA is the cluster CA")
+	}
+	for _, s := range []*servertest.Server{s2, s3} {
+		if readCA(config.Layout{DataDir: s.DataDir}.EtcdTLSDir()) != etcdCA {
+			t.Errorf("%s has another etcd CA than the first server", s.Config.NodeName)
+		}
 	}
 	s3Member := memberName(t, s3.DataDir)
 
