@@ -137,14 +137,13 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if reset && onClusterCA {
-		// The member is now alone: no peer needs the cluster CA any more.
-		s.log.Info("cluster reset: etcd peers now authenticate with the etcd CA; servers that join get it", "component", "etcd")
+	// After a reset the member is alone: no peer needs the cluster CA any
+	// more. The mark goes once etcd has started so: a reset that fails
+	// leaves the member as it was.
+	leaveClusterCA := reset && onClusterCA
+	if leaveClusterCA {
 		onClusterCA = false
 		if err := s.peerSetup(layout, tlsFiles.ca, etcdCA, false, &etcdCfg); err != nil {
-			return err
-		}
-		if err := unmarkPeersOnClusterCA(layout); err != nil {
 			return err
 		}
 	}
@@ -162,6 +161,12 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
+	if leaveClusterCA {
+		if err := unmarkPeersOnClusterCA(layout); err != nil {
+			return err
+		}
+		s.log.Info("cluster reset: etcd peers now authenticate with the etcd CA; servers that join get it", "component", "etcd")
+	}
 	if db.IsLearner() {
 		// A learner cannot serve the API's linearizable reads and writes.
 		s.log.Info("catching up with the cluster as an etcd learner")
