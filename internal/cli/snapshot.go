@@ -107,7 +107,7 @@ func snapshotSave(c *cli.Context) error {
 	// server keeps a client certificate for local tools in its data dir.
 	tlsFiles := server.EtcdClientTLS(c.String("data-dir"))
 	if _, err := os.Stat(tlsFiles.CertFile); err != nil {
-		return fmt.Errorf("no etcd client certificate: %w; run this as root on a server, with its --data-dir", err)
+		return fmt.Errorf("`skiff server` must be running on this machine with this --data-dir (run this as root): no etcd client certificate: %w", err)
 	}
 	ec, err := etcd.NewClient(ctx, etcd.ClientConfig{Endpoints: []string{endpoint}, TLS: tlsFiles, DialTimeout: 10 * time.Second})
 	if err != nil {
