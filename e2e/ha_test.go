@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-
 	clientv3 "go.etcd.io/etcd/client/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
@@ -28,7 +26,9 @@ import (
 	"k8s.io/utils/ptr"
 
 	"skiff/e2e/benchutil"
+	"skiff/internal/etcd"
 	skiffruntime "skiff/internal/kubelet/runtime"
+	"skiff/internal/server"
 )
 
 // The tests of this file run a cluster of several servers, each in its own
@@ -195,15 +195,16 @@ func (c *haCluster) waitLeader(timeout time.Duration, via []*netNode, not ...*ne
 }
 
 // etcdClient is a client of n's etcd, which listens on loopback inside n's
-// namespace.
+// namespace and takes the etcd client certificate in n's data dir.
 func (c *haCluster) etcdClient(n *netNode) (*clientv3.Client, error) {
 	dial := nsDial("/run/netns/" + n.ns)
-	return clientv3.New(clientv3.Config{
-		Endpoints:   []string{"http://127.0.0.1:2379"},
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return etcd.NewClient(ctx, etcd.ClientConfig{
+		Endpoints:   []string{"https://127.0.0.1:2379"},
+		TLS:         server.EtcdClientTLS(filepath.Join(n.dir, "data")),
 		DialTimeout: 3 * time.Second,
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-			return dial(ctx, "tcp", addr)
-		})},
+		DialContext: dial,
 	})
 }
 
@@ -217,7 +218,7 @@ func (c *haCluster) etcdStatus(n *netNode) (member, leader uint64, err error) {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	st, err := cli.Status(ctx, "http://127.0.0.1:2379")
+	st, err := cli.Status(ctx, "https://127.0.0.1:2379")
 	if err != nil {
 		return 0, 0, err
 	}

@@ -25,7 +25,6 @@ import (
 	"syscall"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,6 +33,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"skiff/e2e/benchutil"
+	"skiff/internal/etcd"
+	skiffserver "skiff/internal/server"
 )
 
 func main() {
@@ -289,7 +290,11 @@ func waitLeader(ctx context.Context, servers []*server, notName string) (int, er
 }
 
 func isEtcdLeader(ctx context.Context, s *server) bool {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{fmt.Sprintf("http://127.0.0.1:%d", s.clientPort)}, DialTimeout: 2 * time.Second})
+	cli, err := etcd.NewClient(ctx, etcd.ClientConfig{
+		Endpoints:   []string{fmt.Sprintf("https://127.0.0.1:%d", s.clientPort)},
+		TLS:         skiffserver.EtcdClientTLS(filepath.Join(s.dir, "data")),
+		DialTimeout: 2 * time.Second,
+	})
 	if err != nil {
 		return false
 	}

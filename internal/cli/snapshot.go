@@ -13,10 +13,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"skiff/internal/config"
 	"skiff/internal/etcd"
+	"skiff/internal/server"
 )
 
 // snapshotsConfig converts the server's snapshot and cluster-reset flags.
@@ -148,23 +148,16 @@ func snapshotDelete(c *cli.Context) error {
 
 // localEtcd is a client of the etcd of the server running on this
 // machine, from the --etcd-listen-address and --etcd-client-port flags.
+// etcd's client port takes only certificates from the etcd CA; the server
+// keeps a client certificate for local tools in its data dir.
 func localEtcd(ctx context.Context, c *cli.Context) (*clientv3.Client, error) {
-	endpoint := "http://" + net.JoinHostPort(c.String("etcd-listen-address"), strconv.Itoa(c.Int("etcd-client-port")))
-	ec, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{endpoint},
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("etcd client for %s: %w", endpoint, err)
+	endpoint := "https://" + net.JoinHostPort(c.String("etcd-listen-address"), strconv.Itoa(c.Int("etcd-client-port")))
+	tlsFiles := server.EtcdClientTLS(c.String("data-dir"))
+	if _, err := os.Stat(tlsFiles.CertFile); err != nil {
+		return nil, fmt.Errorf("`skiff server` must be running on this machine with this --data-dir (run this as root): no etcd client certificate: %w", err)
 	}
-	// The client dials lazily; ask once so that "no server" is an error
-	// that says so, not a stream error.
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err = ec.Status(sctx, endpoint)
-	cancel()
+	ec, err := etcd.NewClient(ctx, etcd.ClientConfig{Endpoints: []string{endpoint}, TLS: tlsFiles, DialTimeout: 10 * time.Second})
 	if err != nil {
-		ec.Close()
 		return nil, fmt.Errorf("cannot reach etcd at %s: `skiff server` must be running on this machine (see --etcd-client-port): %w", endpoint, err)
 	}
 	return ec, nil

@@ -211,6 +211,19 @@ func (l Layout) ServerDir() string { return filepath.Join(l.DataDir, "server") }
 // TLSDir holds the cluster CA and the server's certificates.
 func (l Layout) TLSDir() string { return filepath.Join(l.ServerDir(), "tls") }
 
+// EtcdTLSDir holds the etcd CA, which signs only servers' etcd
+// certificates, and those certificates: server (the client port), peer
+// and client (what local tools present to the client port).
+func (l Layout) EtcdTLSDir() string { return filepath.Join(l.TLSDir(), "etcd") }
+
+// EtcdPeersOnClusterCAMarker exists while this server's etcd member still
+// authenticates its peers with the cluster CA, as servers of older versions
+// set them up: members of one cluster must agree on the peer CA, so the
+// member keeps it until the cluster moves to the etcd CA (see README).
+func (l Layout) EtcdPeersOnClusterCAMarker() string {
+	return filepath.Join(l.ServerDir(), "db", "etcd-peers-on-cluster-ca")
+}
+
 // EtcdDir is the embedded etcd's data directory.
 func (l Layout) EtcdDir() string { return filepath.Join(l.ServerDir(), "db", "etcd") }
 

@@ -52,8 +52,13 @@ type Config struct {
 	// ListenAddress (a one-server cluster on loopback).
 	PeerAddress string
 	// PeerTLS, when set, secures peer traffic: both ends present a
-	// certificate from the cluster CA.
-	PeerTLS *PeerTLS
+	// certificate from the CA in CAFile (skiff's etcd CA).
+	PeerTLS *TLSFiles
+	// ClientTLS, when set, makes the client port HTTPS and has it refuse
+	// a client without a certificate from the CA in CAFile. Without it
+	// the port is plain HTTP, open to anyone who can reach it: only for
+	// tests that use the in-process client alone.
+	ClientTLS *TLSFiles
 	// InitialCluster lists the members ("name=peerURL,...") a joining
 	// member starts with; with it the member joins an existing cluster.
 	// Ignored when the data dir already holds a member.
@@ -68,9 +73,16 @@ type Config struct {
 	Debug  bool
 }
 
-// PeerTLS names the files that secure peer traffic.
-type PeerTLS struct {
+// TLSFiles name a listener's certificate and key, and the CA whose
+// certificates it requires from the other end.
+type TLSFiles struct {
 	CertFile, KeyFile, CAFile string
+}
+
+// tlsInfo is etcd's form of t: the other end must present a certificate
+// from t's CA, or the handshake fails.
+func (t *TLSFiles) tlsInfo() transport.TLSInfo {
+	return transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.CAFile, ClientCertAuth: true}
 }
 
 // Etcd is a running embedded etcd member.
@@ -260,6 +272,14 @@ func (cfg Config) complete() (Config, error) {
 	if cfg.ClientPort == cfg.PeerPort {
 		return cfg, fmt.Errorf("etcd: client and peer port are both %d; they must differ", cfg.ClientPort)
 	}
+	for _, t := range []struct {
+		name  string
+		files *TLSFiles
+	}{{"client", cfg.ClientTLS}, {"peer", cfg.PeerTLS}} {
+		if t.files != nil && (t.files.CertFile == "" || t.files.KeyFile == "" || t.files.CAFile == "") {
+			return cfg, fmt.Errorf("etcd: %s TLS needs a certificate, its key and a CA", t.name)
+		}
+	}
 	if cfg.QuotaBytes < 0 {
 		return cfg, fmt.Errorf("etcd: quota %d bytes is negative", cfg.QuotaBytes)
 	}
@@ -272,15 +292,17 @@ func (cfg Config) embedConfig(stopping *atomic.Bool) *embed.Config {
 	ec.Name = cfg.Name
 	ec.Dir = cfg.DataDir
 
-	host := cfg.ListenAddress
-	clientURL := url.URL{Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(cfg.ClientPort))}
+	clientURL := cfg.clientURL()
 	peerURL := cfg.peerURL()
 	ec.ListenClientUrls = []url.URL{clientURL}
 	ec.AdvertiseClientUrls = []url.URL{clientURL}
 	ec.ListenPeerUrls = []url.URL{peerURL}
 	ec.AdvertisePeerUrls = []url.URL{peerURL}
 	if t := cfg.PeerTLS; t != nil {
-		ec.PeerTLSInfo = transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.CAFile, ClientCertAuth: true}
+		ec.PeerTLSInfo = t.tlsInfo()
+	}
+	if t := cfg.ClientTLS; t != nil {
+		ec.ClientTLSInfo = t.tlsInfo()
 	}
 	// A new single-member cluster, or joining the members a server gave
 	// us. On a restart etcd finds the member's WAL and takes membership
@@ -321,6 +343,15 @@ func (cfg Config) embedConfig(stopping *atomic.Bool) *embed.Config {
 	ec.LogLevel = level.String()
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(cfg.Logger, level, stopping))
 	return ec
+}
+
+// clientURL is where clients reach this member.
+func (cfg Config) clientURL() url.URL {
+	scheme := "http"
+	if cfg.ClientTLS != nil {
+		scheme = "https"
+	}
+	return url.URL{Scheme: scheme, Host: net.JoinHostPort(cfg.ListenAddress, strconv.Itoa(cfg.ClientPort))}
 }
 
 // peerURL is where peers reach this member.

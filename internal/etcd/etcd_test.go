@@ -248,6 +248,8 @@ func TestBadConfig(t *testing.T) {
 		"bad retention": func(c *Config) {
 			c.CompactionRetention = "soon"
 		},
+		"client TLS without a CA": func(c *Config) { c.ClientTLS = &TLSFiles{CertFile: "a.crt", KeyFile: "a.key"} },
+		"peer TLS without a key":  func(c *Config) { c.PeerTLS = &TLSFiles{CertFile: "a.crt", CAFile: "ca.crt"} },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := base

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"go.uber.org/zap"
@@ -33,7 +34,8 @@ type slogCore struct {
 }
 
 func (c *slogCore) Enabled(l zapcore.Level) bool {
-	return l >= c.min && c.lg.Enabled(context.Background(), slogLevel(l))
+	// Warnings reach Check, which keeps the ones always shown.
+	return (l >= c.min || l == zapcore.WarnLevel) && c.lg.Enabled(context.Background(), slogLevel(l))
 }
 
 func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
@@ -42,10 +44,18 @@ func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
 
 func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
 	e.Level = c.level(e)
-	if c.Enabled(e.Level) {
+	if (e.Level >= c.min || alwaysShown(e)) && c.lg.Enabled(context.Background(), slogLevel(e.Level)) {
 		return ce.AddCore(e, c)
 	}
 	return ce
+}
+
+// alwaysShown is true for etcd's warning about a connection it refused in
+// the TLS handshake (no certificate, or one of another CA): whoever knocks
+// on etcd's ports with the wrong credentials should be seen in the log, by
+// address. A connection closed before the handshake is logged at debug.
+func alwaysShown(e zapcore.Entry) bool {
+	return e.Level == zapcore.WarnLevel && strings.HasPrefix(e.Message, "rejected connection on ")
 }
 
 // storageVersionMsg is logged at error level by a member that has just

@@ -49,7 +49,12 @@ type CA struct {
 
 // EnsureCA loads dir/ca.crt and dir/ca.key, creating them (ECDSA P-256, valid
 // for 10 years, CN "skiff-ca@<unix time>") on first use.
-func EnsureCA(dir string) (*CA, error) {
+func EnsureCA(dir string) (*CA, error) { return EnsureNamedCA(dir, "skiff-ca") }
+
+// EnsureNamedCA is EnsureCA for a CA of its own, such as the one that signs
+// only etcd's certificates; name prefixes the CN ("<name>@<unix time>"), so
+// that a certificate chain says which CA it is.
+func EnsureNamedCA(dir, name string) (*CA, error) {
 	certFile, keyFile := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
 	certPEM, certErr := os.ReadFile(certFile)
 	keyPEM, keyErr := os.ReadFile(keyFile)
@@ -72,10 +77,14 @@ func EnsureCA(dir string) (*CA, error) {
 	// Either nothing exists, or only the key does: the key is written first,
 	// so a lone key means an earlier start died before the CA was complete
 	// and nothing can have been signed by it yet.
-	return createCA(certFile, keyFile)
+	return createCA(certFile, keyFile, name)
 }
 
-func createCA(certFile, keyFile string) (*CA, error) {
+// ParseCA checks that certPEM is a CA certificate and keyPEM its key, as
+// taken from another server's bootstrap data.
+func ParseCA(certPEM, keyPEM []byte) (*CA, error) { return parseCA(certPEM, keyPEM) }
+
+func createCA(certFile, keyFile, name string) (*CA, error) {
 	key, err := newKey()
 	if err != nil {
 		return nil, err
@@ -87,7 +96,7 @@ func createCA(certFile, keyFile string) (*CA, error) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: fmt.Sprintf("skiff-ca@%d", now.Unix())},
+		Subject:               pkix.Name{CommonName: fmt.Sprintf("%s@%d", name, now.Unix())},
 		NotBefore:             now.Add(-backdate),
 		NotAfter:              now.Add(caValidity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -16,7 +17,8 @@ import (
 )
 
 // Bootstrap data is what a joining server needs to be one of the cluster's
-// servers: the CA (with its key) and the join token. It is kept in etcd,
+// servers: the CAs (with their keys), the join token and the
+// service-account key. It is kept in etcd,
 // sealed with a key derived from the token's secret, so that etcd data and
 // snapshots do not give away the CA key to someone without the token (as
 // k3s does).
@@ -32,6 +34,12 @@ type bootstrapData struct {
 	// watch this data and take a new configuration (a key rotation) as
 	// it is stored.
 	EncryptionConfig []byte `json:"encryptionConfig,omitempty"`
+	// EtcdCACert and EtcdCAKey are the etcd CA, which signs only servers'
+	// etcd certificates; each server signs its own with it. Absent from
+	// data stored by older servers, and by servers whose etcd members
+	// still authenticate peers with the cluster CA.
+	EtcdCACert []byte `json:"etcdCACert,omitempty"`
+	EtcdCAKey  []byte `json:"etcdCAKey,omitempty"`
 }
 
 // sealedBootstrap is the stored form.
@@ -111,24 +119,60 @@ func bootstrapAEAD(secret string, salt []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
-// storeBootstrap seals d into etcd unless an entry for this token exists.
+// storeBootstrap seals d into etcd. An entry for this token that is already
+// there is kept, but completed with what d has and it lacks: the etcd CA
+// and the service-account key, which older servers did not store. An etcd
+// CA in d replaces a different stored one: d comes from a member whose
+// peers use it, and members of one cluster all use the same.
 func storeBootstrap(ctx context.Context, cli *clientv3.Client, secret string, d bootstrapData) error {
 	k := bootstrapKey(secret)
-	if resp, err := cli.Get(ctx, k, clientv3.WithCountOnly()); err != nil {
+	resp, err := cli.Get(ctx, k)
+	if err != nil {
 		return fmt.Errorf("read bootstrap data: %w", err)
-	} else if resp.Count > 0 {
-		return nil
+	}
+	cmp := clientv3.Compare(clientv3.CreateRevision(k), "=", 0)
+	if len(resp.Kvs) > 0 {
+		kv := resp.Kvs[0]
+		stored, err := openBootstrap(secret, kv.Value)
+		if err != nil {
+			return err
+		}
+		merged, changed := mergeBootstrap(stored, d)
+		if !changed {
+			return nil
+		}
+		d = merged
+		cmp = clientv3.Compare(clientv3.ModRevision(k), "=", kv.ModRevision)
 	}
 	sealed, err := sealBootstrap(secret, d)
 	if err != nil {
 		return fmt.Errorf("seal bootstrap data: %w", err)
 	}
-	// Of two servers storing at once, the first wins; both hold the same.
-	_, err = cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).Then(clientv3.OpPut(k, string(sealed))).Commit()
+	// Of two servers storing at once, the first wins; the other sees the
+	// new entry on its next try and finds nothing to add.
+	txn, err := cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(k, string(sealed))).Commit()
 	if err != nil {
 		return fmt.Errorf("store bootstrap data: %w", err)
 	}
+	if !txn.Succeeded {
+		return errors.New("store bootstrap data: another server stored it at the same time; trying again")
+	}
 	return nil
+}
+
+// mergeBootstrap is stored completed with what d adds, and whether that
+// changed anything.
+func mergeBootstrap(stored, d bootstrapData) (bootstrapData, bool) {
+	changed := false
+	if len(stored.ServiceAccountKey) == 0 && len(d.ServiceAccountKey) > 0 {
+		stored.ServiceAccountKey = d.ServiceAccountKey
+		changed = true
+	}
+	if len(d.EtcdCACert) > 0 && (!bytes.Equal(stored.EtcdCACert, d.EtcdCACert) || !bytes.Equal(stored.EtcdCAKey, d.EtcdCAKey)) {
+		stored.EtcdCACert, stored.EtcdCAKey = d.EtcdCACert, d.EtcdCAKey
+		changed = true
+	}
+	return stored, changed
 }
 
 // loadBootstrap returns the sealed bootstrap data for secret.

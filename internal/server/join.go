@@ -24,8 +24,8 @@ import (
 )
 
 // A server joins another's cluster in two steps around ensureTLS: first it
-// takes the cluster's CA and token (fetchClusterBootstrap), so that its own
-// certificates come from the cluster CA; then, with its etcd configured, it
+// takes the cluster's CA, etcd CA and token (fetchClusterBootstrap), so that
+// its own certificates come from them; then, with its etcd configured, it
 // has itself added as an etcd learner (addEtcdMember) and starts etcd with
 // the members it was given. A server that has etcd data already restarts
 // from it and does neither.
@@ -118,7 +118,36 @@ func (s *Server) fetchClusterBootstrap(ctx context.Context, layout config.Layout
 	if err := pki.WriteFileAtomic(layout.TokenFile(), []byte(strings.TrimSpace(data.Token)+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("join: write token: %w", err)
 	}
+	if err := s.takeEtcdCA(layout, data); err != nil {
+		return nil, fmt.Errorf("join %s: %w", s.cfg.JoinURL, err)
+	}
 	return roots, nil
+}
+
+// takeEtcdCA writes the cluster's etcd CA from the bootstrap data into this
+// server's data dir, replacing any it had (it has no etcd member yet, so
+// nothing it signed is in use). Bootstrap data without an etcd CA comes from
+// a cluster whose members still authenticate peers with the cluster CA
+// (servers of an older version, or upgraded from one): this server's member
+// does the same, or they would refuse it.
+func (s *Server) takeEtcdCA(layout config.Layout, data bootstrapData) error {
+	if len(data.EtcdCACert) == 0 {
+		s.log.Warn("the cluster's etcd members authenticate their peers with the cluster CA (servers of an older version, or upgraded from one); this server's member does the same until the cluster moves to the etcd CA (see the README on upgrading)",
+			"component", "join")
+		return markPeersOnClusterCA(layout)
+	}
+	if _, err := pki.ParseCA(data.EtcdCACert, data.EtcdCAKey); err != nil {
+		return fmt.Errorf("bootstrap data: etcd CA: %w", err)
+	}
+	dir := layout.EtcdTLSDir()
+	// The key first: EnsureCA treats a lone key as an unfinished CA.
+	if err := pki.WriteFileAtomic(filepath.Join(dir, "ca.key"), data.EtcdCAKey, 0o600); err != nil {
+		return fmt.Errorf("write etcd CA key: %w", err)
+	}
+	if err := pki.WriteFileAtomic(filepath.Join(dir, "ca.crt"), data.EtcdCACert, 0o644); err != nil {
+		return fmt.Errorf("write etcd CA certificate: %w", err)
+	}
+	return unmarkPeersOnClusterCA(layout)
 }
 
 // addEtcdMember has the joined server add this one as an etcd learner and
@@ -162,20 +191,26 @@ func retryJoin(ctx context.Context, log interface{ Warn(string, ...any) }, what 
 	}
 }
 
-// peerSetup configures etcd for peers over TLS on the advertise address.
-func (s *Server) peerSetup(layout config.Layout, ca *pki.CA, ec *etcd.Config) error {
+// peerSetup configures etcd for peers over TLS on the advertise address,
+// with certificates from the etcd CA, or, for a member whose peers are
+// still on it (onClusterCA), from the cluster CA as older versions did.
+func (s *Server) peerSetup(layout config.Layout, clusterCA, etcdCA *pki.CA, onClusterCA bool, ec *etcd.Config) error {
 	ip := s.advertiseIP()
 	// A loopback address is taken only when given explicitly (several
 	// servers on one machine, in tests).
 	if ip.IsUnspecified() || ip.IsLoopback() && len(s.cfg.AdvertiseIPs) == 0 {
 		return fmt.Errorf("other servers cannot reach this one at %s: set --node-ip to an address they can reach", ip)
 	}
-	certFile, keyFile, err := ca.EnsurePeerCert(layout.TLSDir(), "etcd-peer", []string{s.cfg.NodeName, "localhost"}, []net.IP{ip, net.IPv4(127, 0, 0, 1)})
+	ca, dir, name := etcdCA, layout.EtcdTLSDir(), etcdPeerCertName
+	if onClusterCA {
+		ca, dir, name = clusterCA, layout.TLSDir(), "etcd-peer"
+	}
+	certFile, keyFile, err := ca.EnsurePeerCert(dir, name, []string{s.cfg.NodeName, "localhost"}, []net.IP{ip, net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return fmt.Errorf("etcd peer certificate: %w", err)
 	}
 	ec.PeerAddress = ip.String()
-	ec.PeerTLS = &etcd.PeerTLS{CertFile: certFile, KeyFile: keyFile, CAFile: filepath.Join(layout.TLSDir(), "ca.crt")}
+	ec.PeerTLS = &etcd.TLSFiles{CertFile: certFile, KeyFile: keyFile, CAFile: filepath.Join(dir, "ca.crt")}
 	if err := pki.WriteFileAtomic(layout.ClusterMarker(), []byte(ec.PeerURL()+"\n"), 0o600); err != nil {
 		return fmt.Errorf("remember the cluster setup: %w", err)
 	}
@@ -186,6 +221,9 @@ func (s *Server) peerSetup(layout config.Layout, ca *pki.CA, ec *etcd.Config) er
 type serverJoin struct {
 	db     *etcd.Etcd
 	secret string
+	// takesPeers is false on a server started without --cluster-init:
+	// its etcd listens for peers on loopback only.
+	takesPeers bool
 }
 
 func (j *serverJoin) BootstrapData(ctx context.Context) ([]byte, error) {
@@ -216,7 +254,7 @@ func (j *serverJoin) AddServer(ctx context.Context, name, peerURL string) (strin
 }
 
 func (j *serverJoin) clustered() error {
-	if !strings.HasPrefix(j.db.PeerURL(), "https://") {
+	if !j.takesPeers {
 		return apierrors.NewBadRequest("this server was not started with --cluster-init: its etcd takes no peers. Restart it with --cluster-init (its data is kept), then join again")
 	}
 	return nil

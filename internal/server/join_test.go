@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"skiff/internal/config"
+	"skiff/internal/etcd"
 	"skiff/internal/server"
 	"skiff/internal/server/servertest"
 )
@@ -21,13 +23,16 @@ import (
 // etcdClient connects to the server's etcd; both end with the test.
 func etcdClient(t *testing.T, s *servertest.Server) (*clientv3.Client, context.Context) {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{fmt.Sprintf("http://127.0.0.1:%d", s.Config.EtcdClientPort)}, DialTimeout: 5 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	cli, err := etcd.NewClient(ctx, etcd.ClientConfig{
+		Endpoints: []string{fmt.Sprintf("https://127.0.0.1:%d", s.Config.EtcdClientPort)},
+		TLS:       server.EtcdClientTLS(s.DataDir),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cli.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
 	return cli, ctx
 }
 
@@ -91,6 +96,25 @@ func TestServersJoin(t *testing.T) {
 	}
 	if len(members) != 3 {
 		t.Fatalf("etcd members %v: want three voters", members)
+	}
+	// The etcd CA is the first server's, handed over in the bootstrap
+	// data, and is not the cluster CA.
+	readCA := func(dir string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	etcdCA := readCA(config.Layout{DataDir: s1.DataDir}.EtcdTLSDir())
+	if etcdCA == readCA(config.Layout{DataDir: s1.DataDir}.TLSDir()) {
+		t.Error("the etcd CA is the cluster CA")
+	}
+	for _, s := range []*servertest.Server{s2, s3} {
+		if readCA(config.Layout{DataDir: s.DataDir}.EtcdTLSDir()) != etcdCA {
+			t.Errorf("%s has another etcd CA than the first server", s.Config.NodeName)
+		}
 	}
 	s3Member := memberName(t, s3.DataDir)
 

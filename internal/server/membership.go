@@ -26,26 +26,28 @@ import (
 // startMembership does this server's part in a cluster of servers, once it
 // serves: it corrects its advertised peer URL, stores the sealed bootstrap
 // data that joining servers fetch, and warns about an even member count.
-// The returned channel is closed when it is done or ctx ends.
-func (s *Server) startMembership(ctx context.Context, db *etcd.Etcd, layout config.Layout) <-chan struct{} {
+// A server that takes no peers only corrects its peer URL (an upgrade made
+// its peer port HTTPS). The returned channel is closed when it is done or
+// ctx ends.
+func (s *Server) startMembership(ctx context.Context, db *etcd.Etcd, layout config.Layout, peersOnClusterCA bool) <-chan struct{} {
 	done := make(chan struct{})
-	if !s.clustered(layout) {
-		close(done)
-		return done
+	type step struct {
+		what string
+		do   func(context.Context) error
+	}
+	steps := []step{{"update the advertised peer URL", db.EnsurePeerURL}}
+	if s.clustered(layout) {
+		steps = append(steps,
+			step{"store the bootstrap data for joining servers", func(ctx context.Context) error {
+				return s.storeBootstrap(ctx, db, layout, peersOnClusterCA)
+			}},
+			step{"check the member count", func(ctx context.Context) error { return s.warnEvenMembers(ctx, db) }})
 	}
 	lg := s.log.With("component", "etcd")
 	go func() {
 		defer close(done)
 		// Each step needs quorum, which may take a while after a restart;
 		// retry until it is there.
-		steps := []struct {
-			what string
-			do   func(context.Context) error
-		}{
-			{"update the advertised peer URL", db.EnsurePeerURL},
-			{"store the bootstrap data for joining servers", func(ctx context.Context) error { return s.storeBootstrap(ctx, db, layout) }},
-			{"check the member count", func(ctx context.Context) error { return s.warnEvenMembers(ctx, db) }},
-		}
 		for _, step := range steps {
 			_ = wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
 				stepCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -61,10 +63,22 @@ func (s *Server) startMembership(ctx context.Context, db *etcd.Etcd, layout conf
 	return done
 }
 
-func (s *Server) storeBootstrap(ctx context.Context, db *etcd.Etcd, layout config.Layout) error {
+// storeBootstrap stores the cluster's secrets for joining servers. The etcd
+// CA is left out while this member authenticates peers with the cluster CA:
+// a server joining with it would be refused by the members.
+func (s *Server) storeBootstrap(ctx context.Context, db *etcd.Etcd, layout config.Layout, peersOnClusterCA bool) error {
 	d, secret, err := localBootstrapData(layout)
 	if err != nil {
 		return err
+	}
+	if !peersOnClusterCA {
+		etcdDir := layout.EtcdTLSDir()
+		if d.EtcdCACert, err = os.ReadFile(filepath.Join(etcdDir, "ca.crt")); err != nil {
+			return err
+		}
+		if d.EtcdCAKey, err = os.ReadFile(filepath.Join(etcdDir, "ca.key")); err != nil {
+			return err
+		}
 	}
 	return storeBootstrap(ctx, db.Client(), secret, d)
 }

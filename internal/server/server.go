@@ -85,6 +85,10 @@ func (s *Server) Layout() config.Layout { return config.Layout{DataDir: s.cfg.Da
 func (s *Server) Run(ctx context.Context) error {
 	layout := s.Layout()
 	s.log.Info("starting", "dataDir", s.cfg.DataDir, "version", s.version)
+	hadEtcdCA, err := etcdCAExists(layout)
+	if err != nil {
+		return err
+	}
 	var joinRoots *x509.CertPool
 	if s.joining(layout) {
 		var err error
@@ -119,13 +123,38 @@ func (s *Server) Run(ctx context.Context) error {
 		Logger:              s.log.With("component", "etcd"),
 		Debug:               s.cfg.Debug,
 	}
+	etcdCA, err := s.ensureEtcdTLS(layout, &etcdCfg)
+	if err != nil {
+		return err
+	}
+	onClusterCA := false
 	if s.clustered(layout) {
-		if err := s.peerSetup(layout, tlsFiles.ca, &etcdCfg); err != nil {
+		if onClusterCA, err = s.peersOnClusterCA(layout, hadEtcdCA); err != nil {
+			return err
+		}
+		if err := s.peerSetup(layout, tlsFiles.ca, etcdCA, onClusterCA, &etcdCfg); err != nil {
+			return err
+		}
+	} else if err := s.loopbackPeerTLS(layout, etcdCA, &etcdCfg); err != nil {
+		return err
+	}
+	reset, err := s.clusterReset(ctx, &etcdCfg)
+	if err != nil {
+		return err
+	}
+	// After a reset the member is alone: no peer needs the cluster CA any
+	// more. The mark goes once etcd has started so: a reset that fails
+	// leaves the member as it was.
+	leaveClusterCA := reset && onClusterCA
+	if leaveClusterCA {
+		onClusterCA = false
+		if err := s.peerSetup(layout, tlsFiles.ca, etcdCA, false, &etcdCfg); err != nil {
 			return err
 		}
 	}
-	if err := s.clusterReset(ctx, &etcdCfg); err != nil {
-		return err
+	if onClusterCA {
+		s.log.Warn("etcd peers still authenticate with the cluster CA, which also signs agents and users; the client port requires the etcd CA already. Once every server runs this version, move the peers to the etcd CA as the README says (etcd's ports, upgrading)",
+			"component", "etcd")
 	}
 	if joinRoots != nil {
 		if err := s.addEtcdMember(ctx, joinRoots, &etcdCfg); err != nil {
@@ -137,6 +166,12 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
+	if leaveClusterCA {
+		if err := unmarkPeersOnClusterCA(layout); err != nil {
+			return err
+		}
+		s.log.Info("cluster reset: etcd peers now authenticate with the etcd CA; servers that join get it", "component", "etcd")
+	}
 	if db.IsLearner() {
 		// A learner cannot serve the API's linearizable reads and writes.
 		s.log.Info("catching up with the cluster as an etcd learner")
@@ -188,7 +223,7 @@ func (s *Server) Run(ctx context.Context) error {
 		TokenSecret:       tlsFiles.tokenSecret,
 		CA:                tlsFiles.ca,
 		KubeletClientCert: &tlsFiles.kubeletClient,
-		ServerJoin:        &serverJoin{db: db, secret: tlsFiles.tokenSecret},
+		ServerJoin:        &serverJoin{db: db, secret: tlsFiles.tokenSecret, takesPeers: s.clustered(layout)},
 		Etcd:              db.Client(),
 		Quorum:            db.CheckQuorum,
 		ServiceCIDR:       s.cfg.ServiceCIDR,
@@ -255,7 +290,7 @@ func (s *Server) Run(ctx context.Context) error {
 	cpDone := make(chan error, 1)
 	go func() { cpDone <- s.runControlPlane(cpCtx, db, rc, ids, extra) }()
 	snapDone := s.startSnapshots(cpCtx, db.Client())
-	membershipDone := s.startMembership(cpCtx, db, layout)
+	membershipDone := s.startMembership(cpCtx, db, layout, onClusterCA)
 	labelDone := make(chan struct{})
 	go func() {
 		defer close(labelDone)
@@ -457,43 +492,45 @@ func (s *Server) SnapshotDir() string {
 // etcd data with that snapshot; without one it has etcd drop every other
 // member on start, keeping the data. Either way this server then runs a
 // one-member etcd cluster.
-func (s *Server) clusterReset(ctx context.Context, ec *etcd.Config) error {
+//
+// It reports whether it reset: a restore done already is not done again.
+func (s *Server) clusterReset(ctx context.Context, ec *etcd.Config) (bool, error) {
 	snap := s.cfg.EtcdSnapshots
 	if !snap.ClusterReset {
-		return nil
+		return false, nil
 	}
 	if snap.RestorePath == "" {
 		ec.ForceNewCluster = true
 		s.log.Warn("cluster reset: etcd starts as the only member of its cluster, keeping its data; other servers must rejoin. Remove --cluster-reset before the next restart",
 			"data-dir", ec.DataDir)
-		return nil
+		return true, nil
 	}
 	// A restore is done once: flags left in a service unit must not
 	// restore the same snapshot over newer data on every restart.
 	marker := filepath.Join(filepath.Dir(ec.DataDir), "restored-from")
 	stamp, err := snapshotStamp(snap.RestorePath)
 	if err != nil {
-		return fmt.Errorf("cluster reset: %w", err)
+		return false, fmt.Errorf("cluster reset: %w", err)
 	}
 	if done, _ := os.ReadFile(marker); string(done) == stamp {
 		s.log.Warn("cluster reset: this snapshot was already restored; starting with the current data. Remove --cluster-reset and --cluster-reset-restore-path",
 			"snapshot", snap.RestorePath)
-		return nil
+		return false, nil
 	}
 	s.log.Warn("cluster reset: restoring etcd from a snapshot", "snapshot", snap.RestorePath, "data-dir", ec.DataDir)
 	old, err := etcd.Restore(ctx, *ec, snap.RestorePath)
 	if err != nil {
-		return fmt.Errorf("cluster reset: %w", err)
+		return false, fmt.Errorf("cluster reset: %w", err)
 	}
 	if err := pki.WriteFileAtomic(marker, []byte(stamp), 0o600); err != nil {
-		return fmt.Errorf("cluster reset: remember the restore: %w", err)
+		return false, fmt.Errorf("cluster reset: remember the restore: %w", err)
 	}
 	if old != "" {
 		s.log.Warn("cluster reset: the previous etcd data was kept; delete it once the restored cluster is fine", "path", old)
 	}
 	s.log.Warn("cluster reset: restored; etcd is now a one-member cluster. Remove --cluster-reset and --cluster-reset-restore-path before the next restart, or it restores this snapshot again",
 		"snapshot", snap.RestorePath)
-	return nil
+	return true, nil
 }
 
 // startSnapshots runs scheduled etcd snapshots until ctx is done; the

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,17 +53,17 @@ func configMapExists(t *testing.T, c kubernetes.Interface, name string) bool {
 // running server's etcd over its client port.
 func saveSnapshot(t *testing.T, s *servertest.Server, dir string) etcd.Snapshot {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{"http://127.0.0.1:" + strconv.Itoa(s.Config.EtcdClientPort)},
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cli, err := etcd.NewClient(ctx, etcd.ClientConfig{
+		Endpoints:   []string{"https://127.0.0.1:" + strconv.Itoa(s.Config.EtcdClientPort)},
+		TLS:         server.EtcdClientTLS(s.DataDir),
 		DialTimeout: 10 * time.Second,
-		Logger:      zap.NewNop(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	snap, err := etcd.SaveSnapshot(ctx, cli, dir, etcd.SnapshotName("on-demand", s.Config.NodeName, time.Now()))
 	if err != nil {
 		t.Fatalf("save snapshot: %v", err)
