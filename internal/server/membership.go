@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -83,7 +84,17 @@ func (s *Server) storeBootstrap(ctx context.Context, db *etcd.Etcd, layout confi
 	if err != nil {
 		return err
 	}
-	return storeBootstrap(ctx, db.Client(), secret, bootstrapData{CACert: caCert, CAKey: caKey, Token: string(token), ServiceAccountKey: saKey})
+	agentToken, err := os.ReadFile(layout.AgentTokenFile())
+	if err != nil {
+		return err
+	}
+	err = storeBootstrap(ctx, db.Client(), secret, bootstrapData{CACert: caCert, CAKey: caKey, Token: strings.TrimSpace(string(token)),
+		AgentToken: strings.TrimSpace(string(agentToken)), ServiceAccountKey: saKey})
+	if errors.Is(err, errStaleServerToken) {
+		s.log.Warn("not storing bootstrap data: this server's server token was rotated on another server; restart it with --token set to the new one", "component", "etcd")
+		return nil
+	}
+	return err
 }
 
 // warnEvenMembers logs a warning when etcd has an even number of voting
