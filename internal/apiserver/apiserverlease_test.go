@@ -27,7 +27,6 @@ import (
 	"skiff/internal/storage"
 )
 
-
 // haCluster is one etcd with a CA and a serving certificate for loopback,
 // over which tests run several API servers.
 type haCluster struct {
@@ -98,15 +97,15 @@ func (c *haCluster) start(t *testing.T, ln net.Listener, mod func(*Config)) *haS
 	}
 	logs := &syncBuffer{}
 	cfg := Config{
-		Registry:    reg,
-		Store:       storage.New(c.db.Client(), reg.Scheme()),
-		Logger:      slog.New(slog.NewTextHandler(logs, nil)),
-		Listener:    ln,
-		CertFile:    c.certFile,
-		KeyFile:     c.keyFile,
-		ClientCA:    c.ca.CertPool(),
-		CA:          c.ca,
-		Etcd:        c.db.Client(),
+		Registry: reg,
+		Store:    storage.New(c.db.Client(), reg.Scheme()),
+		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+		Listener: ln,
+		CertFile: c.certFile,
+		KeyFile:  c.keyFile,
+		ClientCA: c.ca.CertPool(),
+		CA:       c.ca,
+		Etcd:     c.db.Client(),
 	}
 	if mod != nil {
 		mod(&cfg)

@@ -116,9 +116,9 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 		f.Fatalf("registry: %v", err)
 	}
 	s, err := New(Config{
-		Registry:    reg,
-		Store:       storage.New(db.Client(), reg.Scheme()),
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Registry: reg,
+		Store:    storage.New(db.Client(), reg.Scheme()),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		f.Fatalf("apiserver: %v", err)
