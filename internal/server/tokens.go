@@ -64,6 +64,9 @@ type joinTokens struct {
 	// the cluster's current server token (a restart after a rotation).
 	flagToken string
 
+	// changed wakes run when a read finds the tokens rotated elsewhere.
+	changed chan struct{}
+
 	mu     sync.Mutex
 	cached tokenHashes
 	stored bool // cached came from etcd (else from the local files)
@@ -71,7 +74,8 @@ type joinTokens struct {
 }
 
 func newJoinTokens(cli *clientv3.Client, layout config.Layout, caPEM []byte, flagToken string, log *slog.Logger) *joinTokens {
-	return &joinTokens{cli: cli, layout: layout, caPEM: caPEM, flagToken: flagToken, log: log.With("component", "join-tokens")}
+	return &joinTokens{cli: cli, layout: layout, caPEM: caPEM, flagToken: flagToken, log: log.With("component", "join-tokens"),
+		changed: make(chan struct{}, 1)}
 }
 
 // Role tells what secret grants.
@@ -117,6 +121,13 @@ func (j *joinTokens) hashes(ctx context.Context, maxAge time.Duration) (tokenHas
 	if !found {
 		if rec, err = j.local(); err != nil {
 			return tokenHashes{}, err
+		}
+	}
+	if found && j.stored && rec != j.cached {
+		// Rotated on another server: bring the token files up to date.
+		select {
+		case j.changed <- struct{}{}:
+		default:
 		}
 	}
 	j.cached, j.stored, j.readAt = rec, found, time.Now()
@@ -174,6 +185,7 @@ func (j *joinTokens) run(ctx context.Context) <-chan struct{} {
 			case <-ctx.Done():
 				return
 			case <-time.After(tokenSyncInterval):
+			case <-j.changed:
 			}
 		}
 	}()
