@@ -40,9 +40,6 @@ const (
 	// tokenCacheTTL is how long a server trusts the hashes it read: how
 	// long an old token may still work on another server after a rotation.
 	tokenCacheTTL = 5 * time.Second
-	// tokenRereadInterval bounds how often an unknown token makes a server
-	// look again (a token rotated on another server a moment ago).
-	tokenRereadInterval = time.Second
 	// tokenSyncInterval is how often a server checks that its agent-token
 	// file is the cluster's current one.
 	tokenSyncInterval = 30 * time.Second
@@ -88,7 +85,9 @@ func (j *joinTokens) Role(ctx context.Context, secret string) (apiserver.JoinRol
 	if role := rec.role(h); role != apiserver.JoinRoleNone {
 		return role, nil
 	}
-	if rec, err = j.hashes(ctx, tokenRereadInterval); err != nil {
+	// Perhaps rotated on another server a moment ago: look again. A
+	// wrong token costs one small read, less than its TLS handshake did.
+	if rec, err = j.hashes(ctx, 0); err != nil {
 		return apiserver.JoinRoleNone, err
 	}
 	return rec.role(h), nil
