@@ -273,8 +273,10 @@ func (j *joinTokens) Rotate(ctx context.Context, role apiserver.JoinRole, secret
 			return "", err
 		}
 	}
+	// Records the tokens if no server has yet; what else it finds wrong
+	// does not stop a rotation.
 	if err := j.sync(ctx); err != nil {
-		return "", apierrors.NewServiceUnavailable(err.Error())
+		j.log.Warn("rotating a token: this server's token files are not up to date", "err", err)
 	}
 	rec, rev, found, err := j.read(ctx)
 	if err != nil || !found {
