@@ -272,7 +272,7 @@ func TestInstallServerSystemd(t *testing.T) {
 			t.Errorf("%s mode %v, want 0755", script, m)
 		}
 	}
-	for _, want := range []string{"skiff kubeconfig", "skiff.yaml", "skiff token", "not starting skiff.service"} {
+	for _, want := range []string{"skiff kubeconfig", "skiff.yaml", "skiff token --agent", "SKIFF_TOKEN=<agent token>", "not starting skiff.service"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output does not mention %q:\n%s", want, out)
 		}
@@ -284,7 +284,7 @@ func TestInstallServerSystemd(t *testing.T) {
 
 func TestInstallAgentSystemd(t *testing.T) {
 	h := newInstallHost(t)
-	const token = "K10secret-join-token::server:abc"
+	const token = "K10secret-join-token::node:abc" // an agent token
 	out := h.mustInstall("SKIFF_URL=https://10.0.0.1:6443", "SKIFF_TOKEN="+token, "INSTALL_SKIFF_EXEC=--node-label zone=a")
 
 	if h.exists("etc/systemd/system/skiff.service") {

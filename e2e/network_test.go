@@ -32,6 +32,9 @@ type netCluster struct {
 	sw    string // the switch namespace
 	nodes []*netNode
 	token string
+	// agentToken is what nodes with netNodeSpec.agentToken join with (the
+	// server's agent token, unless the test changes it).
+	agentToken string
 }
 
 type netNode struct {
@@ -41,9 +44,11 @@ type netNode struct {
 	// hostIdentity leaves out --node-name and --node-ip: the node is
 	// named after the host name and finds its own address.
 	hostIdentity bool
-	cmd          *exec.Cmd
-	done         chan struct{}
-	logPath      string
+	// agentToken: an agent that joins with the agent token.
+	agentToken bool
+	cmd        *exec.Cmd
+	done       chan struct{}
+	logPath    string
 }
 
 const netSubnet = "192.168.77"
@@ -76,6 +81,11 @@ type netNodeSpec struct {
 	args   []string
 	// hostIdentity: no --node-name and no --node-ip (see netNode).
 	hostIdentity bool
+	// agentToken: an agent that joins with the agent token, not the
+	// server token.
+	agentToken bool
+	// manual: not started by startNetNodes; the test starts it (c.start).
+	manual bool
 }
 
 // startNetCluster builds the namespaces and starts the three nodes.
@@ -110,7 +120,7 @@ func startNetNodes(t testing.TB, tag, mode string, specs []netNodeSpec) *netClus
 	for i, spec := range specs {
 		name := spec.name
 		n := &netNode{name: name, ns: "sk" + c.id + name, ip: fmt.Sprintf("%s.%d", netSubnet, 11+i), dir: filepath.Join(c.dir, name),
-			server: spec.server, extraArgs: spec.args, hostIdentity: spec.hostIdentity}
+			server: spec.server, extraArgs: spec.args, hostIdentity: spec.hostIdentity, agentToken: spec.agentToken}
 		n.logPath = filepath.Join(n.dir, "skiff.log")
 		c.nodes = append(c.nodes, n)
 		run(t, "ip", "netns", "add", n.ns)
@@ -146,6 +156,8 @@ func startNetNodes(t testing.TB, tag, mode string, specs []netNodeSpec) *netClus
 	}
 	b, _ := os.ReadFile(tokenFile)
 	c.token = strings.TrimSpace(string(b))
+	b, _ = os.ReadFile(filepath.Join(c.nodes[0].dir, "data", "server", "agent-token"))
+	c.agentToken = strings.TrimSpace(string(b))
 	// Servers join one at a time: etcd takes one learner at a time.
 	for _, n := range c.nodes[1:] {
 		if !n.server {
@@ -160,7 +172,10 @@ func startNetNodes(t testing.TB, tag, mode string, specs []netNodeSpec) *netClus
 		}
 	}
 	kubelets := 0
-	for _, n := range c.nodes {
+	for i, n := range c.nodes {
+		if specs[i].manual {
+			continue
+		}
 		if !n.server {
 			c.start(n)
 		}
@@ -204,6 +219,8 @@ func (c *netCluster) args(n *netNode) []string {
 	case n.server:
 		role = []string{"server", "--write-kubeconfig", filepath.Join(n.dir, "kubeconfig.yaml"),
 			"--server", "https://" + c.nodes[0].ip + ":6443", "--token", c.token}
+	case n.agentToken:
+		role = []string{"agent", "--server", "https://" + c.nodes[0].ip + ":6443", "--token", c.agentToken}
 	default:
 		role = []string{"agent", "--server", "https://" + c.nodes[0].ip + ":6443", "--token", c.token}
 	}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +31,7 @@ func TestServiceAccountInPod(t *testing.T) {
 	c, image := startNodeWith(t, "--authorization-mode", "Node,RBAC")
 	c.logTranscriptOnFailure(t)
 	image = inClusterImage(t, image)
-	port := argValue(c.args, "--https-listen-port")
+	port := argValue(t, c.args, "--https-listen-port")
 
 	// The service account controller and the root CA publisher run once
 	// the server leads.
@@ -90,7 +89,7 @@ spec:
 
 	// The kubelet's API asks the API server who may use it: another node's
 	// certificate and the pod's own token are refused, naming the user.
-	kubelet := "https://127.0.0.1:" + argValue(c.args, "--kubelet-port") + "/containerLogs/default/sa-client/app"
+	kubelet := "https://127.0.0.1:" + argValue(t, c.args, "--kubelet-port") + "/containerLogs/default/sa-client/app"
 	otherNode := c.userConfig(t, "system:node:other-node", "system:nodes")
 	token := c.mustKubectl(t, "exec", "sa-client", "--", "cat", dir+"/token")
 	for _, tt := range []struct {
@@ -174,7 +173,7 @@ func inClusterImage(t *testing.T, base string) string {
 // user in groups (skiff kubeconfig --user).
 func (c *cluster) userConfig(t *testing.T, user string, groups ...string) *rest.Config {
 	t.Helper()
-	args := []string{"kubeconfig", "--data-dir", argValue(c.args, "--data-dir"), "--user", user}
+	args := []string{"kubeconfig", "--data-dir", argValue(t, c.args, "--data-dir"), "--user", user}
 	for _, g := range groups {
 		args = append(args, "--group", g)
 	}
@@ -207,12 +206,4 @@ func kubeletGet(t *testing.T, cfg *rest.Config, url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, strings.TrimSpace(string(b))
-}
-
-// argValue is the value following flag in args.
-func argValue(args []string, flag string) string {
-	if i := slices.Index(args, flag); i >= 0 && i+1 < len(args) {
-		return args[i+1]
-	}
-	return ""
 }

@@ -4,12 +4,14 @@
 #
 #   curl -sfL https://HOST/install.sh | sh -                       # a server
 #   curl -sfL https://HOST/install.sh | SKIFF_URL=https://SERVER:6443 \
-#        SKIFF_TOKEN=TOKEN sh -                                    # an agent
+#        SKIFF_TOKEN=AGENT_TOKEN sh -                              # an agent
 #   curl -sfL https://HOST/install.sh | sh -s - --node-ip 10.0.0.5 # extra flags
 #
 # Environment:
 #   SKIFF_DOWNLOAD_URL        where skiff-<arch> and sha256sum.txt are downloaded from
-#   SKIFF_URL, SKIFF_TOKEN    join a server as an agent (token kept in the env file, 0600)
+#   SKIFF_URL, SKIFF_TOKEN    join a server as an agent (token kept in the env file, 0600):
+#                             the agent token, `skiff token --agent` on a server (the
+#                             server token works too, but joins servers as well)
 #   SKIFF_TOKEN_FILE          instead of SKIFF_TOKEN: a file holding the token
 #   SKIFF_NODE_NAME           passed as --node-name
 #   INSTALL_SKIFF_EXEC        "[server|agent] FLAGS...": the command and extra flags
@@ -85,7 +87,7 @@ setup_env() {
     if [ "$MODE" = agent ]; then
         [ -n "${SKIFF_URL:-}" ] || fatal "an agent needs SKIFF_URL (https://SERVER:6443) and SKIFF_TOKEN"
         if [ -z "${SKIFF_TOKEN:-}" ] && [ -z "${SKIFF_TOKEN_FILE:-}" ]; then
-            fatal "SKIFF_URL is set but SKIFF_TOKEN and SKIFF_TOKEN_FILE are not: on the server run 'sudo skiff token' and pass it as SKIFF_TOKEN"
+            fatal "SKIFF_URL is set but SKIFF_TOKEN and SKIFF_TOKEN_FILE are not: on the server run 'sudo skiff token --agent' and pass it as SKIFF_TOKEN"
         fi
         SERVICE=skiff-agent
     else
@@ -627,8 +629,9 @@ print_summary() {
         cat <<EOF
 [INFO]  skiff server: service $UNIT ($INIT)
         kubeconfig:  sudo skiff kubeconfig$datadir_flag   (or $ETC_DIR/skiff.yaml)
-        join token:  sudo skiff token$datadir_flag
-        add a node:  curl -sfL <this script's URL> | SKIFF_URL=https://<this host>:6443 SKIFF_TOKEN=<token> sh -
+        agent token: sudo skiff token --agent$datadir_flag   (joins agents only)
+        server token: sudo skiff token$datadir_flag   (joins servers; keep it secret)
+        add a node:  curl -sfL <this script's URL> | SKIFF_URL=https://<this host>:6443 SKIFF_TOKEN=<agent token> sh -
         uninstall:   sudo $BIN_DIR/skiff-uninstall.sh
 EOF
     else

@@ -27,9 +27,6 @@ import (
 	"skiff/internal/storage"
 )
 
-// haToken authenticates the tests' clients as an admin.
-const haToken = "ha-test-admin-secret"
-
 // haCluster is one etcd with a CA and a serving certificate for loopback,
 // over which tests run several API servers.
 type haCluster struct {
@@ -37,6 +34,8 @@ type haCluster struct {
 	ca       *pki.CA
 	certFile string
 	keyFile  string
+	// adminCert and adminKey authenticate the tests' clients as an admin.
+	adminCert, adminKey []byte
 }
 
 func newHACluster(t *testing.T) *haCluster {
@@ -72,7 +71,11 @@ func newHACluster(t *testing.T) *haCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &haCluster{db: db, ca: ca, certFile: certFile, keyFile: keyFile}
+	adminCert, adminKey, err := ca.EnsureClientCert(dir, "admin", "system:admin", []string{"system:masters"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &haCluster{db: db, ca: ca, certFile: certFile, keyFile: keyFile, adminCert: adminCert, adminKey: adminKey}
 }
 
 // haServer is a running API server of a haCluster.
@@ -94,16 +97,15 @@ func (c *haCluster) start(t *testing.T, ln net.Listener, mod func(*Config)) *haS
 	}
 	logs := &syncBuffer{}
 	cfg := Config{
-		Registry:    reg,
-		Store:       storage.New(c.db.Client(), reg.Scheme()),
-		Logger:      slog.New(slog.NewTextHandler(logs, nil)),
-		Listener:    ln,
-		CertFile:    c.certFile,
-		KeyFile:     c.keyFile,
-		ClientCA:    c.ca.CertPool(),
-		TokenSecret: haToken,
-		CA:          c.ca,
-		Etcd:        c.db.Client(),
+		Registry: reg,
+		Store:    storage.New(c.db.Client(), reg.Scheme()),
+		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+		Listener: ln,
+		CertFile: c.certFile,
+		KeyFile:  c.keyFile,
+		ClientCA: c.ca.CertPool(),
+		CA:       c.ca,
+		Etcd:     c.db.Client(),
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -148,8 +150,7 @@ func (h *haServer) stop(t *testing.T) {
 func (h *haServer) restConfig(c *haCluster) *rest.Config {
 	return &rest.Config{
 		Host:            h.url,
-		BearerToken:     haToken,
-		TLSClientConfig: rest.TLSClientConfig{CAData: c.ca.CertPEM},
+		TLSClientConfig: rest.TLSClientConfig{CAData: c.ca.CertPEM, CertData: c.adminCert, KeyData: c.adminKey},
 		QPS:             1000,
 		Burst:           2000,
 	}

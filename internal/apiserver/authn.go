@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"crypto/subtle"
 	"net/http"
 	"strings"
 
@@ -21,7 +20,7 @@ type userKey struct{}
 var publicPaths = map[string]bool{"/healthz": true, "/livez": true, "/readyz": true, "/version": true}
 
 // authenticate identifies the caller by client certificate (CN is the user,
-// O the groups) or bearer token; anonymous callers reach only publicPaths.
+// O the groups); anonymous callers reach only publicPaths.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, ok := s.identify(r)
@@ -37,21 +36,12 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	})
 }
 
+// identify knows callers by client certificate only: join tokens are not
+// API credentials (they only open the join endpoints, join.go).
 func (s *Server) identify(r *http.Request) (userInfo, bool) {
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.PeerCertificates) > 0 {
 		c := r.TLS.PeerCertificates[0]
 		return userInfo{Name: c.Subject.CommonName, Groups: c.Subject.Organization}, true
-	}
-	auth := r.Header.Get("Authorization")
-	if token, ok := strings.CutPrefix(auth, "Bearer "); ok && s.cfg.TokenSecret != "" {
-		token = strings.TrimSpace(token)
-		// A full join token ("K10<hash>::server:<secret>") or its secret.
-		if i := strings.LastIndex(token, ":"); i >= 0 {
-			token = token[i+1:]
-		}
-		if subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.TokenSecret)) == 1 {
-			return userInfo{Name: "system:admin", Groups: []string{"system:masters"}}, true
-		}
 	}
 	return userInfo{}, false
 }

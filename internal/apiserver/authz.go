@@ -14,8 +14,8 @@ import (
 
 // AuthConfig turns on authentication, impersonation and authorization
 // with internal/auth. Without it (Config.Auth nil) the server keeps its
-// first-wave behaviour: any client certificate or the token secret is a
-// cluster admin.
+// first-wave behaviour: any client certificate is a cluster admin (a join
+// token is not: it opens the join endpoints only).
 type AuthConfig struct {
 	// Authenticator identifies callers (auth.NewAuthenticator over
 	// auth.X509, auth.BearerToken with service-account tokens, and

@@ -22,6 +22,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -51,7 +54,9 @@ import (
 	"skiff/internal/storage"
 )
 
-const fuzzToken = "fuzz-admin-secret"
+// fuzzAdmin is the client certificate fuzz requests present, as if
+// verified by TLS: the handler reads the caller from it.
+var fuzzAdmin = &x509.Certificate{Subject: pkix.Name{CommonName: "system:admin", Organization: []string{"system:masters"}}}
 
 // fuzzEnv is one API server over a real etcd, used through its handler.
 type fuzzEnv struct {
@@ -111,10 +116,9 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 		f.Fatalf("registry: %v", err)
 	}
 	s, err := New(Config{
-		Registry:    reg,
-		Store:       storage.New(db.Client(), reg.Scheme()),
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-		TokenSecret: fuzzToken,
+		Registry: reg,
+		Store:    storage.New(db.Client(), reg.Scheme()),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		f.Fatalf("apiserver: %v", err)
@@ -134,7 +138,8 @@ func newFuzzEnv(f *testing.F) *fuzzEnv {
 	return e
 }
 
-// fuzzRequest builds an authenticated plain-HTTP request (r.TLS is nil).
+// fuzzRequest builds a plain-HTTP request that carries an admin's client
+// certificate as if TLS had verified it.
 func fuzzRequest(method, path, rawQuery, contentType string, body []byte) *http.Request {
 	var rd io.Reader
 	if body != nil {
@@ -142,7 +147,7 @@ func fuzzRequest(method, path, rawQuery, contentType string, body []byte) *http.
 	}
 	req := httptest.NewRequest(method, "http://skiff"+path, rd)
 	req.URL.RawQuery = rawQuery
-	req.Header.Set("Authorization", "Bearer "+fuzzToken)
+	req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{fuzzAdmin}, VerifiedChains: [][]*x509.Certificate{{fuzzAdmin}}}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -55,16 +56,93 @@ func (s *Server) serveCACerts(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(s.cfg.CA.CertPEM)
 }
 
+// JoinRole is what a join token grants.
+type JoinRole int
+
+const (
+	// JoinRoleNone: not a current join token.
+	JoinRoleNone JoinRole = iota
+	// JoinRoleAgent: the agent token joins agents only.
+	JoinRoleAgent
+	// JoinRoleServer: the server token joins servers and agents.
+	JoinRoleServer
+)
+
+// JoinTokens checks and rotates the cluster's join tokens.
+type JoinTokens interface {
+	// Role is what the token secret grants now. An error says it cannot
+	// tell (etcd unreachable), not that the secret is wrong.
+	Role(ctx context.Context, secret string) (JoinRole, error)
+	// Rotate replaces the token of role with one of secret (a random one
+	// when empty) on every server and returns the new full token. Errors
+	// that are the request's fault are Kubernetes API errors.
+	Rotate(ctx context.Context, role JoinRole, secret string) (string, error)
+}
+
+// joinCaller is who calls a join endpoint.
+type joinCaller struct {
+	role JoinRole
+	// secret is the join token's secret, when the caller sent one.
+	secret string
+	// admin: a client certificate of group system:masters, as every
+	// server holds.
+	admin bool
+}
+
+// callerOf authenticates a join endpoint's caller: a verified client
+// certificate of a cluster admin (group system:masters), or a join token
+// ("K10<hash>::<user>:<secret>" or its secret) as a bearer token.
+func (s *Server) callerOf(r *http.Request) (joinCaller, error) {
+	var c joinCaller
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.PeerCertificates) > 0 &&
+		slices.Contains(r.TLS.PeerCertificates[0].Subject.Organization, "system:masters") {
+		c.admin = true
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || s.cfg.JoinTokens == nil {
+		return c, nil
+	}
+	token = strings.TrimSpace(token)
+	if i := strings.LastIndex(token, ":"); i >= 0 {
+		token = token[i+1:]
+	}
+	if token == "" {
+		return c, nil
+	}
+	role, err := s.cfg.JoinTokens.Role(r.Context(), token)
+	if err != nil {
+		s.log.Warn("cannot check a join token", "err", err)
+		return c, apierrors.NewServiceUnavailable("cannot check the join token now; retry in a moment")
+	}
+	c.role = role
+	if role != JoinRoleNone {
+		c.secret = token
+	}
+	return c, nil
+}
+
+// errJoinUnauthorized answers a join request without a current token.
+func errJoinUnauthorized() error {
+	return apierrors.NewUnauthorized("Unauthorized: a valid join token is required (Authorization: Bearer <token>)")
+}
+
 // serveNodeCerts signs a joining node's client and serving certificates.
 // The node's identity comes from the validated request, never from the
-// CSRs, so the token grants node certificates and nothing more.
+// CSRs, so the token grants node certificates and nothing more. A node
+// joining with the agent token gets a serving certificate for its own
+// names and addresses only (nodeSANs).
 func (s *Server) serveNodeCerts(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.CA == nil {
 		writeError(w, s.log, apierrors.NewNotFound(joinResource(), "node-certs"))
 		return
 	}
-	if !s.joinTokenValid(r) {
-		writeError(w, s.log, apierrors.NewUnauthorized("Unauthorized: a valid join token is required (Authorization: Bearer <token>)"))
+	caller, err := s.callerOf(r)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	if caller.role == JoinRoleNone {
+		writeError(w, s.log, errJoinUnauthorized())
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -82,6 +160,10 @@ func (s *Server) serveNodeCerts(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, apierrors.NewBadRequest(errs.ToAggregate().Error()))
 		return
 	}
+	if errs := s.checkNodeSANs(r, caller.role, &req, ips); len(errs) > 0 {
+		writeError(w, s.log, apierrors.NewForbidden(joinResource(), "node-certs", errs.ToAggregate()))
+		return
+	}
 	if err := s.checkNodePassword(r.Context(), req.NodeName, req.NodePassword); err != nil {
 		writeError(w, s.log, err)
 		return
@@ -93,8 +175,13 @@ func (s *Server) serveNodeCerts(w http.ResponseWriter, r *http.Request) {
 		writeError(w, s.log, apierrors.NewBadRequest(field.Invalid(field.NewPath("clientCSR"), "<PEM>", err.Error()).Error()))
 		return
 	}
-	dns := append([]string{req.NodeName, "localhost"}, req.Hostnames...)
-	ips = append(ips, net.IPv4(127, 0, 0, 1))
+	dns := append([]string{req.NodeName}, req.Hostnames...)
+	if caller.role == JoinRoleServer {
+		// A server's own agent is reached on loopback too; an agent's
+		// certificate must not be good for another machine's loopback.
+		dns = append(dns, "localhost")
+		ips = append(ips, net.IPv4(127, 0, 0, 1))
+	}
 	servingPEM, err := s.cfg.CA.SignServingCSR([]byte(req.ServingCSR), user, groups, dns, ips)
 	if err != nil {
 		writeError(w, s.log, apierrors.NewBadRequest(field.Invalid(field.NewPath("servingCSR"), "<PEM>", err.Error()).Error()))
@@ -118,22 +205,69 @@ func (s *Server) serveNodeCerts(w http.ResponseWriter, r *http.Request) {
 		}
 		*c.out = string(certPEM)
 	}
-	s.log.Info("signed node certificates", "node", req.NodeName, "addresses", req.Addresses, "remote", r.RemoteAddr)
+	s.log.Info("signed node certificates", "node", req.NodeName, "addresses", req.Addresses, "remote", r.RemoteAddr, "token", caller.role.String())
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// joinTokenValid accepts the join token's secret or the whole token
-// ("K10<hash>::server:<secret>") as a bearer token.
-func (s *Server) joinTokenValid(r *http.Request) bool {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || s.cfg.TokenSecret == "" {
-		return false
+func (r JoinRole) String() string {
+	switch r {
+	case JoinRoleAgent:
+		return "agent"
+	case JoinRoleServer:
+		return "server"
 	}
-	token = strings.TrimSpace(token)
-	if i := strings.LastIndex(token, ":"); i >= 0 {
-		token = token[i+1:]
+	return "none"
+}
+
+// serveTokens rotates a join token; only a cluster admin's client
+// certificate may (`skiff token rotate` uses the server's admin
+// kubeconfig).
+func (s *Server) serveTokens(w http.ResponseWriter, r *http.Request) {
+	caller, err := s.callerOf(r)
+	switch {
+	case s.cfg.JoinTokens == nil:
+		writeError(w, s.log, apierrors.NewNotFound(joinResource(), "tokens"))
+		return
+	case err != nil:
+		writeError(w, s.log, err)
+		return
+	case !caller.admin:
+		writeError(w, s.log, apierrors.NewForbidden(joinResource(), "tokens", errors.New("only a cluster admin's client certificate (group system:masters) may rotate join tokens; run `skiff token rotate` on a server")))
+		return
+	case r.Method != http.MethodPost:
+		writeError(w, s.log, apierrors.NewMethodNotSupported(joinResource(), r.Method))
+		return
 	}
-	return subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.TokenSecret)) == 1
+	var req join.RotateTokenRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJoinBodyBytes)).Decode(&req); err != nil {
+		writeError(w, s.log, badRequest("decode token rotation request: %v", err))
+		return
+	}
+	var role JoinRole
+	switch req.Role {
+	case join.TokenRoleServer:
+		role = JoinRoleServer
+	case join.TokenRoleAgent:
+		role = JoinRoleAgent
+	default:
+		writeError(w, s.log, apierrors.NewBadRequest(field.NotSupported(field.NewPath("role"), req.Role, []string{join.TokenRoleServer, join.TokenRoleAgent}).Error()))
+		return
+	}
+	secret := strings.TrimSpace(req.Secret)
+	if i := strings.LastIndex(secret, ":"); i >= 0 {
+		secret = secret[i+1:]
+	}
+	if req.Secret != "" && len(secret) < 16 {
+		writeError(w, s.log, apierrors.NewBadRequest(field.Invalid(field.NewPath("secret"), "<secret>", "a token secret has at least 16 characters").Error()))
+		return
+	}
+	token, err := s.cfg.JoinTokens.Rotate(r.Context(), role, secret)
+	if err != nil {
+		writeError(w, s.log, err)
+		return
+	}
+	s.log.Info("rotated a join token", "token", role.String(), "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, &join.RotateTokenResponse{Token: token})
 }
 
 func validateNodeCertsRequest(req *NodeCertsRequest) ([]net.IP, field.ErrorList) {

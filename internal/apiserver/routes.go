@@ -11,6 +11,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"skiff/internal/join"
 )
 
 func (s *Server) routes() http.Handler {
@@ -71,6 +73,7 @@ func (s *Server) routes() http.Handler {
 	outer.HandleFunc(NodeCertsPath, s.serveNodeCerts)
 	outer.HandleFunc(ServerBootstrapPath, s.serveServerBootstrap)
 	outer.HandleFunc(EtcdMembersPath, s.serveEtcdMembers)
+	outer.HandleFunc(join.TokensPath, s.serveTokens)
 	outer.Handle("/", s.guard(mux))
 	return s.recoverPanics(outer)
 }

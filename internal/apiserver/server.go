@@ -40,9 +40,9 @@ type Config struct {
 
 	CertFile, KeyFile string
 	ClientCA          *x509.CertPool
-	// TokenSecret is a bearer token that authenticates as a cluster admin.
-	// It is also the join token's secret that /v1-skiff/node-certs checks.
-	TokenSecret string
+	// JoinTokens checks the join tokens the join endpoints take and
+	// rotates them (join.go). No join token is an API credential.
+	JoinTokens JoinTokens
 	// CA, when set, is served at /cacerts, signs joining nodes'
 	// certificates at /v1-skiff/node-certs, and verifies kubelets' serving
 	// certificates when proxying to them (else ClientCA does).
@@ -71,6 +71,15 @@ type Config struct {
 	ServiceCIDR *net.IPNet
 	// AdvertiseIP is the address in the default/kubernetes endpoints.
 	AdvertiseIP net.IP
+	// ClusterDomain is the cluster's DNS domain (cluster.local when
+	// empty): no node's serving certificate may name a service in it.
+	ClusterDomain string
+	// ServerNames and ServerIPs are this server's own names and addresses
+	// (its node name, --tls-san, advertise addresses): only a server may
+	// have a node certificate for them. Other servers' advertise addresses
+	// are read from their registrations in etcd.
+	ServerNames []string
+	ServerIPs   []net.IP
 	// ClusterDNS, when set, is reserved for the kube-system/kube-dns service
 	// that every node's agent answers on.
 	ClusterDNS net.IP

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,7 +15,8 @@ import (
 
 // Paths with which another server joins: it fetches the cluster's sealed
 // bootstrap data, then asks to be added as an etcd member. Both need the
-// join token, like node-certs.
+// server token (or a server's admin client certificate); the agent token
+// is refused.
 const (
 	ServerBootstrapPath = "/v1-skiff/server-bootstrap"
 	EtcdMembersPath     = "/v1-skiff/etcd-members"
@@ -22,13 +24,15 @@ const (
 
 // ServerJoiner lets servers join this one's cluster.
 type ServerJoiner interface {
-	// BootstrapData is the cluster's bootstrap data (CA key, token),
-	// sealed with a key derived from the join token: only a holder of the
-	// token can open it.
-	BootstrapData(ctx context.Context) ([]byte, error)
+	// BootstrapData is the cluster's bootstrap data (CA key, tokens),
+	// sealed with a key derived from the server token's secret: only a
+	// holder of the token can open it. secret is the current server
+	// token's secret the caller sent, or "" for this server's own.
+	BootstrapData(ctx context.Context, secret string) ([]byte, error)
 	// AddServer adds a learner member named name reachable at peerURL and
-	// returns the initial-cluster setting it starts etcd with. Errors that
-	// are the request's fault are Kubernetes API errors.
+	// returns the initial-cluster setting it starts etcd with. It never
+	// removes a voting member. Errors that are the request's fault are
+	// Kubernetes API errors.
 	AddServer(ctx context.Context, name, peerURL string) (initialCluster string, err error)
 }
 
@@ -49,10 +53,11 @@ type EtcdMemberResponse struct {
 }
 
 func (s *Server) serveServerBootstrap(w http.ResponseWriter, r *http.Request) {
-	if !s.serverJoinAllowed(w, r, http.MethodGet) {
+	secret, ok := s.serverJoinAllowed(w, r, http.MethodGet)
+	if !ok {
 		return
 	}
-	sealed, err := s.cfg.ServerJoin.BootstrapData(r.Context())
+	sealed, err := s.cfg.ServerJoin.BootstrapData(r.Context(), secret)
 	if err != nil {
 		writeError(w, s.log, err)
 		return
@@ -61,7 +66,7 @@ func (s *Server) serveServerBootstrap(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveEtcdMembers(w http.ResponseWriter, r *http.Request) {
-	if !s.serverJoinAllowed(w, r, http.MethodPost) {
+	if _, ok := s.serverJoinAllowed(w, r, http.MethodPost); !ok {
 		return
 	}
 	var req EtcdMemberRequest
@@ -83,19 +88,32 @@ func (s *Server) serveEtcdMembers(w http.ResponseWriter, r *http.Request) {
 }
 
 // serverJoinAllowed answers the request itself, with an error, unless
-// servers may join, the token is right and the method is.
-func (s *Server) serverJoinAllowed(w http.ResponseWriter, r *http.Request, method string) bool {
-	switch {
-	case s.cfg.ServerJoin == nil:
+// servers may join, the caller may join one (the server token, or a
+// server's admin client certificate) and the method is right. It returns
+// the server token's secret the caller sent ("" for a certificate).
+func (s *Server) serverJoinAllowed(w http.ResponseWriter, r *http.Request, method string) (string, bool) {
+	if s.cfg.ServerJoin == nil {
 		writeError(w, s.log, apierrors.NewNotFound(joinResource(), "servers"))
-	case !s.joinTokenValid(r):
-		writeError(w, s.log, apierrors.NewUnauthorized("Unauthorized: a valid join token is required (Authorization: Bearer <token>)"))
+		return "", false
+	}
+	caller, err := s.callerOf(r)
+	switch {
+	case err != nil:
+		writeError(w, s.log, err)
+	case caller.role == JoinRoleAgent && !caller.admin:
+		writeError(w, s.log, apierrors.NewForbidden(joinResource(), "servers", errors.New(
+			"the agent token joins agents only: a server joins with the server token (`skiff token` on a server)")))
+	case caller.role != JoinRoleServer && !caller.admin:
+		writeError(w, s.log, errJoinUnauthorized())
 	case r.Method != method:
 		writeError(w, s.log, apierrors.NewMethodNotSupported(joinResource(), r.Method))
 	default:
-		return true
+		if caller.role != JoinRoleServer {
+			return "", true
+		}
+		return caller.secret, true
 	}
-	return false
+	return "", false
 }
 
 func validateEtcdMemberRequest(req *EtcdMemberRequest) field.ErrorList {

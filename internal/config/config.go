@@ -238,8 +238,11 @@ func (l Layout) ClusterMarker() string { return filepath.Join(l.ServerDir(), "db
 // cluster even where servers share a host name.
 func (l Layout) EtcdMemberNameFile() string { return filepath.Join(l.ServerDir(), "db", "member-name") }
 
-// TokenFile holds the join token.
+// TokenFile holds the server token, which joins servers and agents.
 func (l Layout) TokenFile() string { return filepath.Join(l.ServerDir(), "token") }
+
+// AgentTokenFile holds the agent token, which joins agents only (mode 0600).
+func (l Layout) AgentTokenFile() string { return filepath.Join(l.ServerDir(), "agent-token") }
 
 // ServiceAccountKeyFile is the key that signs service-account tokens, the
 // same on every server of a cluster.

@@ -78,12 +78,18 @@ func members(in []*etcdserverpb.Member) []Member {
 	return out
 }
 
+// ErrVotingMember is AddLearner's refusal to replace a voting member.
+var ErrVotingMember = errors.New("etcd: a voting member has this name or peer URL")
+
 // AddLearner adds a member that will join with name and peerURL, as a
 // learner: it does not vote, so it cannot cost the cluster its quorum while
-// it catches up. A member left over from an earlier attempt of the same
+// it catches up. A learner left over from an earlier attempt of the same
 // server (same name or peer URL) is removed first: the server joining has
-// no data, so that member can never come back. It returns the members to
-// start the new one with.
+// no data, so that member can never come back. A voting member is never
+// removed here (ErrVotingMember): that a joining server claims its name or
+// address proves nothing, and removing it could cost the cluster its
+// quorum; an admin removes a dead server by deleting its node. It returns
+// the members to start the new one with.
 func (e *Etcd) AddLearner(ctx context.Context, name, peerURL string) ([]Member, error) {
 	current, err := e.Members(ctx)
 	if err != nil {
@@ -94,7 +100,10 @@ func (e *Etcd) AddLearner(ctx context.Context, name, peerURL string) ([]Member, 
 			if m.ID == e.ID() {
 				return nil, fmt.Errorf("etcd: %s (%s) is this member itself", name, peerURL)
 			}
-			e.lg.Warn("removing a stale member of the same server before it joins again", "name", m.Name, "peer-urls", m.PeerURLs)
+			if !m.Learner {
+				return nil, fmt.Errorf("%w: %s (%s)", ErrVotingMember, m.Name, strings.Join(m.PeerURLs, ","))
+			}
+			e.lg.Warn("removing a stale learner of the same server before it joins again", "name", m.Name, "peer-urls", m.PeerURLs)
 			if _, err := e.client.MemberRemove(ctx, m.ID); err != nil {
 				return nil, fmt.Errorf("etcd: remove stale member %s: %w", m.Name, err)
 			}

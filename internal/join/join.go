@@ -48,3 +48,28 @@ type NodeCertsResponse struct {
 	DNSCert     string `json:"dnsCert,omitempty"`
 	CA          string `json:"ca"`
 }
+
+// TokensPath rotates a join token: POST with a RotateTokenRequest, by a
+// cluster admin's client certificate (group system:masters).
+const TokensPath = "/v1-skiff/tokens"
+
+// Roles a join token grants.
+const (
+	TokenRoleServer = "server"
+	TokenRoleAgent  = "agent"
+)
+
+// RotateTokenRequest is the body of POST /v1-skiff/tokens.
+type RotateTokenRequest struct {
+	// Role is TokenRoleServer or TokenRoleAgent.
+	Role string `json:"role"`
+	// Secret, when set, is the new token's secret (a full token is taken
+	// too); else the server makes a random one.
+	Secret string `json:"secret,omitempty"`
+}
+
+// RotateTokenResponse is the answer to POST /v1-skiff/tokens.
+type RotateTokenResponse struct {
+	// Token is the new full token, K10<CA hash>::<user>:<secret>.
+	Token string `json:"token"`
+}

@@ -11,13 +11,17 @@ import (
 	"strings"
 )
 
-// Join tokens have k3s's shape, "K10<CA hash>::server:<secret>", so that a
+// Join tokens have k3s's shape, "K10<CA hash>::<user>:<secret>", so that a
 // joining node can check the CA it is shown against the hash before trusting
-// it, and users who know k3s recognise them.
+// it, and users who know k3s recognise them. The server token's user is
+// "server" (it joins servers and agents and seals the bootstrap data); the
+// agent token's is "node" (it joins agents only).
 const (
 	tokenPrefix = "K10"
-	tokenUser   = "server"
-	tokenMode   = 0o600
+	// ServerTokenUser and AgentTokenUser name the two join tokens.
+	ServerTokenUser = "server"
+	AgentTokenUser  = "node"
+	tokenMode       = 0o600
 )
 
 // CAHash is the hex SHA-256 of the CA certificate PEM bytes.
@@ -26,12 +30,39 @@ func CAHash(caPEM []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// EnsureToken returns the join token stored at path, creating the file (mode
-// 0600) with a new random 32-byte hex secret when it does not exist. The
-// returned token always carries the hash of caPEM: a file holding a bare
+// FormatToken is the full token for a secret: K10<hash>::<user>:<secret>.
+func FormatToken(caPEM []byte, user, secret string) string {
+	return tokenPrefix + CAHash(caPEM) + "::" + user + ":" + secret
+}
+
+// NewTokenSecret is a new random 32-byte hex secret.
+func NewTokenSecret() (string, error) {
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return "", fmt.Errorf("generate token secret: %w", err)
+	}
+	return hex.EncodeToString(buf), nil
+}
+
+// TokenSecretHash is what servers keep of a join token's secret where more
+// than the server itself can read it (etcd): a hash that names the secret
+// without giving it away.
+func TokenSecretHash(secret string) string {
+	sum := sha256.Sum256([]byte("skiff-join-token:" + secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// EnsureToken is EnsureTokenFile for the server token.
+func EnsureToken(path string, caPEM []byte) (token string, err error) {
+	return EnsureTokenFile(path, caPEM, ServerTokenUser)
+}
+
+// EnsureTokenFile returns the join token stored at path, creating the file
+// (mode 0600) with a new random secret when it does not exist. The returned
+// token always carries the hash of caPEM and user: a file holding a bare
 // secret, or a hash of an older CA, is rewritten with the same secret, since
 // the secret is what nodes authenticate with.
-func EnsureToken(path string, caPEM []byte) (token string, err error) {
+func EnsureTokenFile(path string, caPEM []byte, user string) (token string, err error) {
 	var secret string
 	data, err := os.ReadFile(path)
 	switch {
@@ -40,21 +71,40 @@ func EnsureToken(path string, caPEM []byte) (token string, err error) {
 			return "", fmt.Errorf("token file %s: %w", path, err)
 		}
 	case err == nil, errors.Is(err, fs.ErrNotExist):
-		buf := make([]byte, 32)
-		if _, err := rand.Read(buf); err != nil {
-			return "", fmt.Errorf("generate token secret: %w", err)
+		if secret, err = NewTokenSecret(); err != nil {
+			return "", err
 		}
-		secret = hex.EncodeToString(buf)
 	default:
 		return "", fmt.Errorf("read token file: %w", err)
 	}
-	token = tokenPrefix + CAHash(caPEM) + "::" + tokenUser + ":" + secret
+	token = FormatToken(caPEM, user, secret)
 	if string(data) != token+"\n" {
 		if err := WriteFileAtomic(path, []byte(token+"\n"), tokenMode); err != nil {
 			return "", fmt.Errorf("write token: %w", err)
 		}
 	}
 	return token, nil
+}
+
+// ReadTokenSecret reads the token file at path and returns its secret.
+func ReadTokenSecret(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	_, secret, err := ParseToken(string(data))
+	if err != nil {
+		return "", fmt.Errorf("token file %s: %w", path, err)
+	}
+	return secret, nil
+}
+
+// WriteToken writes a full token to path (mode 0600).
+func WriteToken(path, token string) error {
+	if err := WriteFileAtomic(path, []byte(strings.TrimSpace(token)+"\n"), tokenMode); err != nil {
+		return fmt.Errorf("write token: %w", err)
+	}
+	return nil
 }
 
 // ParseToken splits a full token "K10<hash>::<user>:<secret>" into the CA

@@ -14,18 +14,23 @@ import (
 	"fmt"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"skiff/internal/pki"
 )
 
 // Bootstrap data is what a joining server needs to be one of the cluster's
-// servers: the CAs (with their keys), the join token and the
-// service-account key. It is kept in etcd,
-// sealed with a key derived from the token's secret, so that etcd data and
-// snapshots do not give away the CA key to someone without the token (as
-// k3s does).
+// servers: the CAs (with their keys), the service-account key and the join
+// tokens. It is kept in etcd, sealed with a key derived from the server
+// token's secret, so that etcd data and snapshots do not give away the CA
+// key to someone without the token (as k3s does). Rotating the server
+// token re-seals it under the new secret (tokens.go).
 type bootstrapData struct {
 	CACert []byte `json:"caCert"`
 	CAKey  []byte `json:"caKey"`
-	Token  string `json:"token"`
+	// Token is the server token, AgentToken the agent token (absent from
+	// data stored by older servers, which had one token).
+	Token      string `json:"token"`
+	AgentToken string `json:"agentToken,omitempty"`
 	// ServiceAccountKey signs service-account tokens; every server needs
 	// the same one (absent from data stored by older servers).
 	ServiceAccountKey []byte `json:"serviceAccountKey,omitempty"`
@@ -119,38 +124,66 @@ func bootstrapAEAD(secret string, salt []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
-// storeBootstrap seals d into etcd. An entry for this token that is already
-// there is kept, but completed with what d has and it lacks: the etcd CA
-// and the service-account key, which older servers did not store. An etcd
-// CA in d replaces a different stored one: d comes from a member whose
-// peers use it, and members of one cluster all use the same.
+// errStaleServerToken: this server's token is not the cluster's current
+// server token, so it must not store bootstrap data under it.
+var errStaleServerToken = errors.New("this server's token is not the cluster's current server token")
+
+// storeBootstrap seals d into etcd, only while secret is the current server
+// token's (a server that restarts with a rotated-out token must not bring it
+// back). An entry for this token that is already there is kept, but
+// completed with what d has and it lacks: the etcd CA and the
+// service-account key, which older servers did not store, and the current
+// agent token. An etcd CA in d replaces a different stored one: d comes
+// from a member whose peers use it, and members of one cluster all use the
+// same. d.AgentToken is kept only when it is the current agent token.
 func storeBootstrap(ctx context.Context, cli *clientv3.Client, secret string, d bootstrapData) error {
+	resp, err := cli.Get(ctx, joinTokensKey)
+	if err != nil {
+		return fmt.Errorf("read the join tokens: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return errors.New("the join tokens are not recorded yet")
+	}
+	var rec tokenHashes
+	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+		return fmt.Errorf("decode the join tokens: %w", err)
+	}
+	if rec.Server != pki.TokenSecretHash(secret) {
+		return errStaleServerToken
+	}
+	if _, s, err := pki.ParseToken(d.AgentToken); err != nil || pki.TokenSecretHash(s) != rec.Agent {
+		d.AgentToken = ""
+	}
 	k := bootstrapKey(secret)
-	resp, err := cli.Get(ctx, k)
+	cur, err := cli.Get(ctx, k)
 	if err != nil {
 		return fmt.Errorf("read bootstrap data: %w", err)
 	}
+	// Of two servers storing at once, the first wins; the other sees the
+	// new entry on its next try and finds nothing to add.
 	cmp := clientv3.Compare(clientv3.CreateRevision(k), "=", 0)
-	if len(resp.Kvs) > 0 {
-		kv := resp.Kvs[0]
-		stored, err := openBootstrap(secret, kv.Value)
+	if len(cur.Kvs) > 0 {
+		stored, err := openBootstrap(secret, cur.Kvs[0].Value)
 		if err != nil {
 			return err
 		}
 		merged, changed := mergeBootstrap(stored, d)
+		// Data stored before there was an agent token gets the current one.
+		if d.AgentToken != "" && merged.AgentToken != d.AgentToken {
+			merged.AgentToken, changed = d.AgentToken, true
+		}
 		if !changed {
 			return nil
 		}
 		d = merged
-		cmp = clientv3.Compare(clientv3.ModRevision(k), "=", kv.ModRevision)
+		cmp = clientv3.Compare(clientv3.ModRevision(k), "=", cur.Kvs[0].ModRevision)
 	}
 	sealed, err := sealBootstrap(secret, d)
 	if err != nil {
 		return fmt.Errorf("seal bootstrap data: %w", err)
 	}
-	// Of two servers storing at once, the first wins; the other sees the
-	// new entry on its next try and finds nothing to add.
-	txn, err := cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(k, string(sealed))).Commit()
+	txn, err := cli.Txn(ctx).If(cmp, clientv3.Compare(clientv3.ModRevision(joinTokensKey), "=", resp.Kvs[0].ModRevision)).
+		Then(clientv3.OpPut(k, string(sealed))).Commit()
 	if err != nil {
 		return fmt.Errorf("store bootstrap data: %w", err)
 	}

@@ -10,10 +10,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"skiff/internal/apiserver"
 	"skiff/internal/config"
@@ -55,7 +55,7 @@ func (s *Server) fetchClusterBootstrap(ctx context.Context, layout config.Layout
 		return nil, fmt.Errorf("join: --token: %w", err)
 	}
 	if caHash == "" {
-		return nil, errors.New("join: the token has no CA hash: use the full token (K10<hash>::server:<secret>) that `skiff token` prints, so the server's identity can be checked")
+		return nil, errors.New("join: the token has no CA hash: use the full server token (K10<hash>::server:<secret>) that `skiff token` prints on a server, so the server's identity can be checked")
 	}
 	log := s.log.With("component", "join", "server", s.cfg.JoinURL)
 	log.Info("joining the cluster as another server")
@@ -115,8 +115,15 @@ func (s *Server) fetchClusterBootstrap(ctx context.Context, layout config.Layout
 	if err := pki.WriteFileAtomic(certFile, caPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("join: write CA certificate: %w", err)
 	}
-	if err := pki.WriteFileAtomic(layout.TokenFile(), []byte(strings.TrimSpace(data.Token)+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("join: write token: %w", err)
+	// The token this server joined with is the current server token (the
+	// bootstrap data is found by it), whatever the data holds.
+	if err := pki.WriteToken(layout.TokenFile(), pki.FormatToken(caPEM, pki.ServerTokenUser, secret)); err != nil {
+		return nil, fmt.Errorf("join: %w", err)
+	}
+	if data.AgentToken != "" {
+		if err := pki.WriteToken(layout.AgentTokenFile(), data.AgentToken); err != nil {
+			return nil, fmt.Errorf("join: %w", err)
+		}
 	}
 	if err := s.takeEtcdCA(layout, data); err != nil {
 		return nil, fmt.Errorf("join %s: %w", s.cfg.JoinURL, err)
@@ -220,17 +227,23 @@ func (s *Server) peerSetup(layout config.Layout, clusterCA, etcdCA *pki.CA, onCl
 // serverJoin lets other servers join this one's cluster.
 type serverJoin struct {
 	db     *etcd.Etcd
-	secret string
+	layout config.Layout
 	// takesPeers is false on a server started without --cluster-init:
 	// its etcd listens for peers on loopback only.
 	takesPeers bool
 }
 
-func (j *serverJoin) BootstrapData(ctx context.Context) ([]byte, error) {
+func (j *serverJoin) BootstrapData(ctx context.Context, secret string) ([]byte, error) {
 	if err := j.clustered(); err != nil {
 		return nil, err
 	}
-	sealed, err := loadBootstrap(ctx, j.db.Client(), j.secret)
+	if secret == "" {
+		var err error
+		if secret, err = pki.ReadTokenSecret(j.layout.TokenFile()); err != nil {
+			return nil, err
+		}
+	}
+	sealed, err := loadBootstrap(ctx, j.db.Client(), secret)
 	if err != nil {
 		return nil, apierrors.NewServiceUnavailable(err.Error())
 	}
@@ -245,6 +258,10 @@ func (j *serverJoin) AddServer(ctx context.Context, name, peerURL string) (strin
 		return "", apierrors.NewServiceUnavailable(err.Error())
 	}
 	ms, err := j.db.AddLearner(ctx, name, peerURL)
+	if errors.Is(err, etcd.ErrVotingMember) {
+		return "", apierrors.NewConflict(schema.GroupResource{Group: "skiff", Resource: "etcd-members"}, name, fmt.Errorf(
+			"%v: a voting member is never replaced by a join. If that server is gone for good, remove it first (kubectl delete node <its node>); if this is another machine, start it with another --node-name or --node-ip", err))
+	}
 	if err != nil {
 		// Mostly "too many learner members": another server is catching
 		// up; the joining one retries.

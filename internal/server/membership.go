@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -80,7 +81,12 @@ func (s *Server) storeBootstrap(ctx context.Context, db *etcd.Etcd, layout confi
 			return err
 		}
 	}
-	return storeBootstrap(ctx, db.Client(), secret, d)
+	err = storeBootstrap(ctx, db.Client(), secret, d)
+	if errors.Is(err, errStaleServerToken) {
+		s.log.Warn("not storing bootstrap data: this server's server token was rotated on another server; restart it with --token set to the new one", "component", "etcd")
+		return nil
+	}
+	return err
 }
 
 // localBootstrapData is the bootstrap data from this server's data dir,
@@ -107,7 +113,12 @@ func localBootstrapData(layout config.Layout) (bootstrapData, string, error) {
 	if err != nil {
 		return bootstrapData{}, "", err
 	}
-	return bootstrapData{CACert: caCert, CAKey: caKey, Token: string(token), ServiceAccountKey: saKey}, secret, nil
+	agentToken, err := os.ReadFile(layout.AgentTokenFile())
+	if err != nil {
+		return bootstrapData{}, "", err
+	}
+	return bootstrapData{CACert: caCert, CAKey: caKey, Token: strings.TrimSpace(string(token)),
+		AgentToken: strings.TrimSpace(string(agentToken)), ServiceAccountKey: saKey}, secret, nil
 }
 
 // warnEvenMembers logs a warning when etcd has an even number of voting

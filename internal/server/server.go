@@ -211,6 +211,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	tokens := newJoinTokens(db.Client(), layout, tlsFiles.ca.CertPEM, s.cfg.Token, s.log)
+	serverNames, serverIPs := s.ownNamesAndIPs()
 	apiCfg := apiserver.Config{
 		Registry:          reg,
 		Store:             storage.NewWithTransformers(db.Client(), reg.Scheme(), keeper),
@@ -220,10 +222,13 @@ func (s *Server) Run(ctx context.Context) error {
 		CertFile:          tlsFiles.servingCert,
 		KeyFile:           tlsFiles.servingKey,
 		ClientCA:          tlsFiles.ca.CertPool(),
-		TokenSecret:       tlsFiles.tokenSecret,
 		CA:                tlsFiles.ca,
 		KubeletClientCert: &tlsFiles.kubeletClient,
-		ServerJoin:        &serverJoin{db: db, secret: tlsFiles.tokenSecret, takesPeers: s.clustered(layout)},
+		JoinTokens:        tokens,
+		ServerJoin:        &serverJoin{db: db, layout: layout, takesPeers: s.clustered(layout)},
+		ClusterDomain:     s.cfg.ClusterDomain,
+		ServerNames:       serverNames,
+		ServerIPs:         serverIPs,
 		Etcd:              db.Client(),
 		Quorum:            db.CheckQuorum,
 		ServiceCIDR:       s.cfg.ServiceCIDR,
@@ -291,6 +296,7 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { cpDone <- s.runControlPlane(cpCtx, db, rc, ids, extra) }()
 	snapDone := s.startSnapshots(cpCtx, db.Client())
 	membershipDone := s.startMembership(cpCtx, db, layout, onClusterCA)
+	tokensDone := tokens.run(cpCtx)
 	labelDone := make(chan struct{})
 	go func() {
 		defer close(labelDone)
@@ -317,6 +323,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	<-snapDone
 	<-membershipDone
+	<-tokensDone
 	<-labelDone
 	cancel()
 	<-encryptionDone
@@ -334,7 +341,6 @@ func (s *Server) Run(ctx context.Context) error {
 type tlsFiles struct {
 	ca                      *pki.CA
 	servingCert, servingKey string
-	tokenSecret             string
 	adminKubeconfig         []byte
 	// kubeletClient is the API server's identity towards kubelets.
 	kubeletClient tls.Certificate
@@ -364,13 +370,17 @@ func (s *Server) ensureTLS(layout config.Layout) (*tlsFiles, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubelet client certificate: %w", err)
 	}
-	token, err := pki.EnsureToken(layout.TokenFile(), ca.CertPEM)
-	if err != nil {
-		return nil, fmt.Errorf("join token: %w", err)
+	if s.cfg.JoinURL == "" && !etcd.MemberExists(layout.EtcdDir()) {
+		// A new cluster's server token is --token when given, as k3s.
+		if err := adoptFlagToken(layout, s.cfg.Token, ca.CertPEM); err != nil {
+			return nil, fmt.Errorf("server token: %w", err)
+		}
 	}
-	_, secret, err := pki.ParseToken(token)
-	if err != nil {
-		return nil, fmt.Errorf("join token %s: %w", layout.TokenFile(), err)
+	if _, err := pki.EnsureToken(layout.TokenFile(), ca.CertPEM); err != nil {
+		return nil, fmt.Errorf("server token: %w", err)
+	}
+	if _, err := pki.EnsureTokenFile(layout.AgentTokenFile(), ca.CertPEM, pki.AgentTokenUser); err != nil {
+		return nil, fmt.Errorf("agent token: %w", err)
 	}
 	kc, err := pki.Kubeconfig("default", s.localURL(), ca.CertPEM, adminCert, adminKey)
 	if err != nil {
@@ -391,7 +401,7 @@ func (s *Server) ensureTLS(layout config.Layout) (*tlsFiles, error) {
 	if _, err := ensureServiceAccountKey(layout.ServiceAccountKeyFile()); err != nil {
 		return nil, err
 	}
-	return &tlsFiles{ca: ca, servingCert: certFile, servingKey: keyFile, tokenSecret: secret, adminKubeconfig: kc, kubeletClient: kubeletClient}, nil
+	return &tlsFiles{ca: ca, servingCert: certFile, servingKey: keyFile, adminKubeconfig: kc, kubeletClient: kubeletClient}, nil
 }
 
 // bindIP is the one address the API listens on, or nil when it listens on
@@ -421,6 +431,26 @@ func (s *Server) advertiseIP() net.IP {
 		return ip
 	}
 	return s.defaultAdvertiseIP()
+}
+
+// ownNamesAndIPs are the names and addresses that name this server in
+// particular (not the service names, nor loopback): its node name, its
+// --tls-san names and addresses, its advertise and bind addresses. Agents
+// get no node certificate for them.
+func (s *Server) ownNamesAndIPs() ([]string, []net.IP) {
+	names := []string{s.cfg.NodeName}
+	ips := append([]net.IP{s.advertiseIP()}, s.cfg.AdvertiseIPs...)
+	if ip := s.bindIP(); ip != nil {
+		ips = append(ips, ip)
+	}
+	for _, san := range s.cfg.TLSSANs {
+		if ip := net.ParseIP(san); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			names = append(names, san)
+		}
+	}
+	return names, ips
 }
 
 // servingSANs lists the names and addresses the serving certificate covers.

@@ -39,7 +39,8 @@ import (
 type Config struct {
 	// ServerURL is the API server, https://host:6443.
 	ServerURL string
-	// Token is the join token, K10<CA hash>::server:<secret>.
+	// Token is a join token: the agent token, K10<CA hash>::node:<secret>,
+	// or the server token, K10<CA hash>::server:<secret>.
 	Token string
 	// NodeName is the node's name; its client certificate is for the user
 	// system:node:<NodeName>.
@@ -119,7 +120,7 @@ func Join(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("join: %w", err)
 	}
 	if caHash == "" {
-		return nil, errors.New("join: token has no CA hash: use the full token (K10<hash>::server:<secret>) from the server's token file, so the server's identity can be checked")
+		return nil, errors.New("join: token has no CA hash: use the full agent token (K10<hash>::node:<secret>) that `skiff token --agent` prints on a server, so the server's identity can be checked")
 	}
 	res := files(cfg.Dir)
 	if reason := current(cfg, caHash, res); reason == "" {
@@ -413,7 +414,7 @@ func postCSRs(ctx context.Context, cfg Config, roots *x509.CertPool, body *join.
 	var out join.NodeCertsResponse
 	err := Call(ctx, cfg.ServerURL, cfg.Token, roots, http.MethodPost, join.NodeCertsPath, body, &out)
 	var se *StatusError
-	if errors.As(err, &se) && se.Code == http.StatusForbidden {
+	if errors.As(err, &se) && se.Code == http.StatusForbidden && strings.Contains(se.Message, "node password") {
 		return nil, fmt.Errorf("request node certificates: %w. If this is another machine with the same host name, start it with --with-node-id (appends a stable random suffix to the node name) or with --node-name NAME", err)
 	}
 	if err != nil {
@@ -467,7 +468,7 @@ func Call(ctx context.Context, serverURL, token string, roots *x509.CertPool, me
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusCreated:
 	case http.StatusUnauthorized:
-		return &StatusError{Code: resp.StatusCode, Message: "the server refused the token (401 Unauthorized): check --token against the server's token file"}
+		return &StatusError{Code: resp.StatusCode, Message: "the server refused the token (401 Unauthorized): check --token against `skiff token --agent` (agents) or `skiff token` (servers) on a server; a rotated token is refused"}
 	default:
 		return &StatusError{Code: resp.StatusCode, Message: statusMessage(resp, data)}
 	}

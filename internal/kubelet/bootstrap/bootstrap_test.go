@@ -216,3 +216,36 @@ func readCert(t *testing.T, path string) *x509.Certificate {
 	}
 	return c
 }
+
+// TestJoinWithTheAgentToken: the agent token gets a node its identity and
+// a serving certificate for its own names and addresses only.
+func TestJoinWithTheAgentToken(t *testing.T) {
+	s := servertest.Start(t, "", servertest.NoControlPlane)
+	cfg := joinConfig(s, t, filepath.Join(t.TempDir(), "agent"))
+	cfg.Token = s.AgentToken(t)
+	res, err := bootstrap.Join(ctxT(t), cfg)
+	if err != nil {
+		t.Fatalf("join with the agent token: %v", err)
+	}
+	if cn := readCert(t, res.ClientCertFile).Subject.CommonName; cn != "system:node:node-1" {
+		t.Fatalf("client certificate for %q, want system:node:node-1", cn)
+	}
+	serving := readCert(t, res.ServingCertFile)
+	for _, h := range []string{"node-1", "node-1.example.test", "192.0.2.10"} {
+		if err := serving.VerifyHostname(h); err != nil {
+			t.Errorf("serving certificate: %v", err)
+		}
+	}
+	for _, h := range []string{"127.0.0.1", "localhost"} {
+		if serving.VerifyHostname(h) == nil {
+			t.Errorf("the serving certificate of a node joined with the agent token covers %s", h)
+		}
+	}
+
+	cfg = joinConfig(s, t, filepath.Join(t.TempDir(), "agent"))
+	cfg.Token, cfg.NodeName = s.AgentToken(t), "node-2"
+	cfg.Hostnames = []string{"kubernetes.default.svc"}
+	if _, err := bootstrap.Join(ctxT(t), cfg); err == nil || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "hostnames[0]") {
+		t.Fatalf("join asking for kubernetes.default.svc: %v, want 403 naming hostnames[0]", err)
+	}
+}

@@ -20,10 +20,23 @@ func (s *Server) URL() string {
 	return "https://" + net.JoinHostPort(host, strconv.Itoa(s.Config.HTTPSPort))
 }
 
-// JoinToken is the join token the server wrote, K10<CA hash>::server:<secret>.
+// JoinToken is the server token the server wrote,
+// K10<CA hash>::server:<secret>.
 func (s *Server) JoinToken(t testing.TB) string {
 	t.Helper()
-	data, err := os.ReadFile(config.Layout{DataDir: s.DataDir}.TokenFile())
+	return readToken(t, config.Layout{DataDir: s.DataDir}.TokenFile())
+}
+
+// AgentToken is the agent token the server wrote,
+// K10<CA hash>::node:<secret>.
+func (s *Server) AgentToken(t testing.TB) string {
+	t.Helper()
+	return readToken(t, config.Layout{DataDir: s.DataDir}.AgentTokenFile())
+}
+
+func readToken(t testing.TB, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatalf("read join token: %v", err)
 	}
