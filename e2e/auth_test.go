@@ -133,6 +133,33 @@ metadata: {name: app, namespace: authz}
 		}
 	})
 
+	t.Run("pod-on-agent", func(t *testing.T) {
+		// A pod on an agent reaches the API with what the kubelet mounted,
+		// as every in-cluster client does, and RBAC decides.
+		mustKubectl(t, "-n", "authz", "create", "serviceaccount", "reader")
+		mustApply(t, strings.Replace(podManifest("incluster", "n2", "incluster", "/testprog", "sleep", "3600"), "metadata:\n", "metadata:\n  namespace: authz\n", 1)+
+			"  serviceAccountName: reader\n")
+		mustKubectl(t, "-n", "authz", "wait", "--for=condition=Ready", "pod/incluster", "--timeout=120s")
+		api := func(path string) (string, error) {
+			return c.kubectlQuiet("-n", "authz", "exec", "incluster", "--", "/testprog", "api", path)
+		}
+		out, err := api("/api/v1/namespaces/NAMESPACE/pods")
+		if err == nil || !strings.Contains(out, "status 403") || !strings.Contains(out, "system:serviceaccount:authz:reader") {
+			t.Errorf("an unbound pod's token lists pods: %v\n%s", err, out)
+		}
+		mustKubectl(t, "-n", "authz", "create", "rolebinding", "reader-view", "--clusterrole=view", "--serviceaccount=authz:reader")
+		if !waitFor(15*time.Second, func() bool { _, err := api("/api/v1/namespaces/NAMESPACE/pods"); return err == nil }) {
+			out, _ := api("/api/v1/namespaces/NAMESPACE/pods")
+			t.Errorf("the pod may not list pods once bound to view:\n%s", out)
+		}
+		if out, err := api("/api/v1/namespaces/NAMESPACE/secrets"); err == nil || !strings.Contains(out, "status 403") {
+			t.Errorf("the pod lists secrets with view: %v\n%s", err, out)
+		}
+		if out, err := api("/api/v1/namespaces/default/pods"); err == nil || !strings.Contains(out, "status 403") {
+			t.Errorf("the pod lists another namespace's pods: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("service-account", func(t *testing.T) {
 		token := strings.TrimSpace(mustKubectl(t, "-n", "authz", "create", "token", "app"))
 		kc := c.tokenKubeconfig(t, n2, "app", token)

@@ -34,6 +34,7 @@ func NewApp() *cli.App {
 			secretsEncryptCommand(),
 			kubeconfigCommand(),
 			tokenCommand(),
+			certificateCommand(),
 			versionCommand(),
 		},
 	}

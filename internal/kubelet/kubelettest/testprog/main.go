@@ -10,9 +10,15 @@
 //	testprog term-log FILE       on SIGTERM, write "terminated" to FILE and exit 0
 //	testprog sink ADDR           accept TCP connections and discard what they send
 //	testprog blast ADDR SECONDS  send to ADDR as fast as possible, print MB/s
+//	testprog api PATH            GET PATH from the API as an in-cluster client does
+//	                             (KUBERNETES_SERVICE_HOST/PORT, the mounted token and
+//	                             CA; PATH's "NAMESPACE" is the mounted namespace),
+//	                             print the status code and body
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -20,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -125,8 +132,59 @@ func main() {
 		}
 		c.Close()
 		fmt.Printf("MB/s: %.1f\n", float64(sent)/time.Since(start).Seconds()/1e6)
+	case "api":
+		os.Exit(inClusterGet(arg(2)))
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
 		os.Exit(2)
 	}
+}
+
+// inClusterGet reads what rest.InClusterConfig reads and GETs path with
+// it; it prints the status code and body and returns 0 for 2xx, 3 for
+// 401/403, 1 otherwise.
+func inClusterGet(path string) int {
+	const dir = "/var/run/secrets/kubernetes.io/serviceaccount/"
+	token, err1 := os.ReadFile(dir + "token")
+	caPEM, err2 := os.ReadFile(dir + "ca.crt")
+	ns, err3 := os.ReadFile(dir + "namespace")
+	host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
+	for _, err := range []error{err1, err2, err3} {
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+	}
+	if host == "" || port == "" {
+		fmt.Println("KUBERNETES_SERVICE_HOST/PORT not set")
+		return 1
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		fmt.Println("ca.crt holds no certificate")
+		return 1
+	}
+	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	url := "https://" + net.JoinHostPort(host, port) + strings.ReplaceAll(path, "NAMESPACE", strings.TrimSpace(string(ns)))
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	resp, err := client.Do(req)
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	fmt.Printf("status %d\n%s\n", resp.StatusCode, body)
+	switch {
+	case resp.StatusCode/100 == 2:
+		return 0
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return 3
+	}
+	return 1
 }
