@@ -443,7 +443,13 @@ func (s *Server) ownNamesAndIPs() ([]string, []net.IP) {
 	if ip := s.bindIP(); ip != nil {
 		ips = append(ips, ip)
 	}
-	for _, san := range s.cfg.TLSSANs {
+	sanNames, sanIPs := splitSANs(s.cfg.TLSSANs)
+	return append(names, sanNames...), append(ips, sanIPs...)
+}
+
+// splitSANs splits --tls-san values into names and addresses.
+func splitSANs(sans []string) (names []string, ips []net.IP) {
+	for _, san := range sans {
 		if ip := net.ParseIP(san); ip != nil {
 			ips = append(ips, ip)
 		} else {
@@ -466,14 +472,8 @@ func (s *Server) servingSANs() ([]string, []net.IP) {
 	if ip := s.bindIP(); ip != nil {
 		ips = append(ips, ip)
 	}
-	for _, san := range s.cfg.TLSSANs {
-		if ip := net.ParseIP(san); ip != nil {
-			ips = append(ips, ip)
-		} else {
-			dns = append(dns, san)
-		}
-	}
-	return dns, ips
+	sanNames, sanIPs := splitSANs(s.cfg.TLSSANs)
+	return append(dns, sanNames...), append(ips, sanIPs...)
 }
 
 func firstServiceIP(cidr *net.IPNet) net.IP {
