@@ -188,14 +188,12 @@ func (s *Store) watchCached(ctx context.Context, prefix string, rev int64) (<-ch
 // GetRecent reads the object at key from the watch cache without waiting
 // for the cache to catch up with etcd, as an informer's lister would: for
 // admission checks, which upstream answers from informers, so that they
-// add no etcd read to every write. Without a ready cache for key it reads
-// etcd.
+// add no etcd read to every write. A key the cache does not hold (yet: a
+// namespace created a moment ago) is read from etcd, as upstream's
+// admission plugins look up live what their informer misses.
 func (s *Store) GetRecent(ctx context.Context, key string) (runtime.Object, error) {
 	if c := s.cacheFor(key); c != nil {
-		if entries, _, err := c.list(key, "", 1); err == nil {
-			if len(entries) == 0 || entries[0].key != key {
-				return nil, ErrNotFound
-			}
+		if entries, _, err := c.list(key, "", 1); err == nil && len(entries) > 0 && entries[0].key == key {
 			return entries[0].object(s)
 		}
 	}
