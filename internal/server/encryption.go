@@ -95,12 +95,15 @@ func (s *Server) loadEncryption(layout config.Layout) (*encryption.Keeper, error
 // the cluster's configuration from the bootstrap data (or stores this
 // server's there), checks it against the stored objects and rewrites the
 // stale ones. It returns the bootstrap data's revision to watch from.
-func (s *Server) syncEncryption(ctx context.Context, cli *clientv3.Client, layout config.Layout, keeper *encryption.Keeper) (int64, error) {
+//
+// peersOnClusterCA says whether this member's peers still use the cluster
+// CA; the bootstrap data it may store then carries no etcd CA.
+func (s *Server) syncEncryption(ctx context.Context, cli *clientv3.Client, layout config.Layout, keeper *encryption.Keeper, peersOnClusterCA bool) (int64, error) {
 	lg := s.log.With("component", "encryption")
 	var rev int64
 	if s.cfg.EncryptionProviderConfig == "" {
 		var err error
-		if rev, err = s.adoptClusterEncryption(ctx, cli, layout, keeper); err != nil {
+		if rev, err = s.adoptClusterEncryption(ctx, cli, layout, keeper, peersOnClusterCA); err != nil {
 			return 0, err
 		}
 	}
@@ -121,9 +124,11 @@ func (s *Server) syncEncryption(ctx context.Context, cli *clientv3.Client, layou
 
 // adoptClusterEncryption makes the bootstrap data's configuration this
 // server's, or stores this server's there when it has none (a new
-// cluster, or one made before encryption at rest).
-func (s *Server) adoptClusterEncryption(ctx context.Context, cli *clientv3.Client, layout config.Layout, keeper *encryption.Keeper) (int64, error) {
-	local, secret, err := localBootstrapData(layout)
+// cluster, or one made before encryption at rest). What it stores is the
+// whole of this server's bootstrap data (bootstrapDataToStore), since a
+// server joining at that moment takes what it finds.
+func (s *Server) adoptClusterEncryption(ctx context.Context, cli *clientv3.Client, layout config.Layout, keeper *encryption.Keeper, peersOnClusterCA bool) (int64, error) {
+	local, secret, err := bootstrapDataToStore(layout, peersOnClusterCA)
 	if err != nil {
 		return 0, fmt.Errorf("encryption configuration: %w", err)
 	}

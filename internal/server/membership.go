@@ -68,18 +68,9 @@ func (s *Server) startMembership(ctx context.Context, db *etcd.Etcd, layout conf
 // CA is left out while this member authenticates peers with the cluster CA:
 // a server joining with it would be refused by the members.
 func (s *Server) storeBootstrap(ctx context.Context, db *etcd.Etcd, layout config.Layout, peersOnClusterCA bool) error {
-	d, secret, err := localBootstrapData(layout)
+	d, secret, err := bootstrapDataToStore(layout, peersOnClusterCA)
 	if err != nil {
 		return err
-	}
-	if !peersOnClusterCA {
-		etcdDir := layout.EtcdTLSDir()
-		if d.EtcdCACert, err = os.ReadFile(filepath.Join(etcdDir, "ca.crt")); err != nil {
-			return err
-		}
-		if d.EtcdCAKey, err = os.ReadFile(filepath.Join(etcdDir, "ca.key")); err != nil {
-			return err
-		}
 	}
 	err = storeBootstrap(ctx, db.Client(), secret, d)
 	if errors.Is(err, errStaleServerToken) {
@@ -87,6 +78,25 @@ func (s *Server) storeBootstrap(ctx context.Context, db *etcd.Etcd, layout confi
 		return nil
 	}
 	return err
+}
+
+// bootstrapDataToStore is localBootstrapData with the etcd CA, unless
+// this member still authenticates peers with the cluster CA: a server that
+// finds no etcd CA in the data joins with the cluster CA, as the members
+// then expect.
+func bootstrapDataToStore(layout config.Layout, peersOnClusterCA bool) (bootstrapData, string, error) {
+	d, secret, err := localBootstrapData(layout)
+	if err != nil || peersOnClusterCA {
+		return d, secret, err
+	}
+	etcdDir := layout.EtcdTLSDir()
+	if d.EtcdCACert, err = os.ReadFile(filepath.Join(etcdDir, "ca.crt")); err != nil {
+		return d, secret, err
+	}
+	if d.EtcdCAKey, err = os.ReadFile(filepath.Join(etcdDir, "ca.key")); err != nil {
+		return d, secret, err
+	}
+	return d, secret, nil
 }
 
 // localBootstrapData is the bootstrap data from this server's data dir,

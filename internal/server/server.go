@@ -180,7 +180,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 
-	encRev, err := s.syncEncryption(ctx, db.Client(), layout, keeper)
+	encRev, err := s.syncEncryption(ctx, db.Client(), layout, keeper, onClusterCA)
 	if err != nil {
 		return err
 	}
