@@ -12,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"skiff/internal/config"
+	"skiff/internal/etcd"
 	"skiff/internal/server"
 )
 
@@ -165,4 +167,21 @@ func (s *Server) Client(t testing.TB) kubernetes.Interface {
 		t.Fatalf("clientset: %v", err)
 	}
 	return c
+}
+
+// EtcdClient is a client of the server's etcd over its mutual-TLS client
+// port; it is closed when the test ends.
+func (s *Server) EtcdClient(t testing.TB) *clientv3.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cli, err := etcd.NewClient(ctx, etcd.ClientConfig{
+		Endpoints: []string{fmt.Sprintf("https://127.0.0.1:%d", s.Config.EtcdClientPort)},
+		TLS:       server.EtcdClientTLS(s.DataDir),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
 }
