@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
+	"skiff/internal/etcd"
+	"skiff/internal/server"
+
 )
 
 // skiffCommand runs the skiff binary with args and returns its output.
@@ -105,13 +107,14 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 	}
 	etcdValue := func() []byte {
 		t.Helper()
-		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://127.0.0.1:" + etcdPort}, DialTimeout: 5 * time.Second})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cli, err := etcd.NewClient(ctx, etcd.ClientConfig{Endpoints: []string{"https://127.0.0.1:" + etcdPort},
+			TLS: server.EtcdClientTLS(dataDir), DialTimeout: 5 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer cli.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
 		resp, err := cli.Get(ctx, "/registry/secrets/default/at-rest")
 		if err != nil || len(resp.Kvs) != 1 {
 			t.Fatalf("read the secret's etcd value: %v", err)
