@@ -17,7 +17,6 @@ import (
 
 	"skiff/internal/etcd"
 	"skiff/internal/server"
-
 )
 
 // skiffCommand runs the skiff binary with args and returns its output.
