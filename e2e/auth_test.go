@@ -1,25 +1,13 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
-
-// kubectlWith runs kubectl in node n's network namespace with kubeconfig,
-// as a program on that machine would.
-func (c *netCluster) kubectlWith(n *netNode, kubeconfig string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	full := append([]string{"netns", "exec", n.ns, c.kctl, "--kubeconfig", kubeconfig}, args...)
-	out, err := exec.CommandContext(ctx, "ip", full...).CombinedOutput()
-	return string(out), err
-}
 
 // tokenKubeconfig writes a kubeconfig for bearer token, verifying the
 // server with the cluster CA that node n holds.

@@ -318,9 +318,15 @@ func (c *netCluster) kubectlQuiet(args ...string) (string, error) {
 
 // kubectlOn runs kubectl inside the namespace of server n, against n's API.
 func (c *netCluster) kubectlOn(n *netNode, args ...string) (string, error) {
+	return c.kubectlWith(n, filepath.Join(c.dir, "kubeconfig.yaml"), args...)
+}
+
+// kubectlWith runs kubectl in node n's network namespace with kubeconfig,
+// as a program on that machine would.
+func (c *netCluster) kubectlWith(n *netNode, kubeconfig string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	full := append([]string{"netns", "exec", n.ns, c.kctl, "--kubeconfig", filepath.Join(c.dir, "kubeconfig.yaml")}, args...)
+	full := append([]string{"netns", "exec", n.ns, c.kctl, "--kubeconfig", kubeconfig}, args...)
 	out, err := exec.CommandContext(ctx, "ip", full...).CombinedOutput()
 	return string(out), err
 }
