@@ -199,7 +199,8 @@ func startServices(ctx context.Context, cfg config.Agent, apis apiConfigs, log *
 		return &wg, nil
 	}
 	// The proxy and DNS each act as their own user, with their own role;
-	// both keep (and, while no server answers, recall) the same lists.
+	// the proxy's client keeps the lists, and both recall them while no
+	// server answers.
 	lastKnownDir := config.Layout{DataDir: cfg.DataDir}.LastKnownDir()
 	proxyAPI, err := kubernetes.NewForConfig(apis.proxy)
 	if err != nil {
@@ -211,6 +212,7 @@ func startServices(ctx context.Context, cfg config.Agent, apis apiConfigs, log *
 	}
 	client := newLastKnown(proxyAPI, lastKnownDir, log.With("component", "last-known"))
 	dnsClient := newLastKnown(dnsAPI, lastKnownDir, log.With("component", "last-known"))
+	dnsClient.recallOnly = true // the proxy's keeps the same lists
 	proxier, err := proxy.New(proxy.Config{
 		Client:      client,
 		NodeName:    cfg.NodeName,

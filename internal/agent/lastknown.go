@@ -33,6 +33,9 @@ type lastKnown struct {
 	dir      string
 	log      *slog.Logger
 	recalled atomic.Bool // the last list came from disk
+	// recallOnly: another lastKnown over the same dir keeps the lists
+	// (the proxy's, refreshed every minute); this one only reads them.
+	recallOnly bool
 }
 
 func newLastKnown(client kubernetes.Interface, dir string, log *slog.Logger) *lastKnown {
@@ -140,7 +143,7 @@ func recall[L any](k *lastKnown, name, ns string, opts metav1.ListOptions, list 
 	}
 	path := filepath.Join(k.dir, name+".json")
 	if err == nil {
-		if meta(list).Continue == "" {
+		if !k.recallOnly && meta(list).Continue == "" {
 			if b, merr := json.Marshal(list); merr == nil {
 				if werr := pki.WriteFileAtomic(path, b, 0o600); werr != nil {
 					k.log.Warn("keep the last known list failed", "what", name, "err", werr)
