@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 
 	"skiff/internal/server/servertest"
 )
@@ -149,13 +150,18 @@ func TestReplicaSetIntegration(t *testing.T) {
 	})
 	waitStatus(3)
 
-	// Scale down.
-	cur, err := client.AppsV1().ReplicaSets(ns).Get(ctx, "web", metav1.GetOptions{})
+	// Scale down. The controller writes the status meanwhile, so the
+	// update is retried on a conflict, as any client's would be.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := client.AppsV1().ReplicaSets(ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cur.Spec.Replicas = new(int32(1))
+		_, err = client.AppsV1().ReplicaSets(ns).Update(ctx, cur, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	cur.Spec.Replicas = new(int32(1))
-	if _, err := client.AppsV1().ReplicaSets(ns).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitStatus(1)
